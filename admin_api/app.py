@@ -1,0 +1,47 @@
+"""The admin API application factory."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
+
+from admin_api.deps import get_principal
+from admin_api.errors import install_error_handlers
+from admin_api.routers import customers, health, ip_devices, sip_devices
+from provisioning.tokens import verifier_for
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    *,
+    session_factory: sessionmaker[Session],
+    realm_default: str = "trunkline",
+    metrics_registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """The admin API over ``session_factory``.
+
+    ``realm_default`` is the digest realm of devices whose customer has no domain;
+    ``metrics_registry`` is what ``/metrics`` exposes (the process-wide default when None).
+    Every ``/api/v1`` route requires a bearer token; ``/healthz``, ``/metrics`` and the OpenAPI
+    pages (``/docs``, ``/openapi.json``) do not.
+    """
+    app = FastAPI(
+        title="Trunkline admin API",
+        version="1",
+        description="Provisioning of customers and their SIP and IP devices.",
+    )
+    app.state.session_factory = session_factory
+    app.state.realm_default = realm_default
+    app.state.metrics_registry = metrics_registry
+    app.state.token_verifier = verifier_for(session_factory)
+    install_error_handlers(app)
+
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_principal)])
+    api.include_router(customers.router)
+    api.include_router(sip_devices.router)
+    api.include_router(ip_devices.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    return app

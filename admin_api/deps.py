@@ -1,0 +1,58 @@
+"""Typed dependencies: ``DbSession`` (one Session per request) and ``CurrentPrincipal``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from provisioning.tokens import Principal, TokenVerifier
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer <token>`")
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """A Session for the request; routers commit, anything else is rolled back on close."""
+    session = get_session_factory(request)()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    # A sync dependency: FastAPI runs it in the thread pool, so a cache miss that queries the
+    # database never blocks the event loop.
+    if credentials is None or not credentials.credentials:
+        raise _unauthorized("missing bearer token")
+    verifier: TokenVerifier = request.app.state.token_verifier
+    principal = verifier.verify(credentials.credentials)
+    if principal is None:
+        raise _unauthorized("invalid or revoked token")
+    return principal
+
+
+def get_realm_default(request: Request) -> str:
+    realm: str = request.app.state.realm_default
+    return realm
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    # RFC 6750 section 3: a 401 names the scheme the client should use.
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+DbSession = Annotated[Session, Depends(get_db)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+RealmDefault = Annotated[str, Depends(get_realm_default)]

@@ -1,0 +1,72 @@
+"""/api/v1/customers/{customer_id}/ip-devices"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from admin_api.deps import CurrentPrincipal, DbSession
+from admin_api.schemas.common import Page
+from admin_api.schemas.ip_devices import DeviceStatus, IpDeviceCreate, IpDevicePublic, IpDeviceUpdate
+from provisioning import repo
+
+router = APIRouter(prefix="/customers/{customer_id}/ip-devices", tags=["ip devices"])
+
+
+@router.post("", status_code=201, summary="Create an IP device")
+def create_ip_device(
+    customer_id: int, body: IpDeviceCreate, db: DbSession, principal: CurrentPrincipal
+) -> IpDevicePublic:
+    device = repo.create_ip_device(db, scope=principal.scope, customer_id=customer_id, **body.model_dump())
+    db.commit()
+    return IpDevicePublic.model_validate(device)
+
+
+@router.get("", summary="List a customer's IP devices")
+def list_ip_devices(
+    customer_id: int,
+    db: DbSession,
+    principal: CurrentPrincipal,
+    ip: Annotated[str | None, Query(max_length=64)] = None,
+    status: DeviceStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[IpDevicePublic]:
+    page = repo.list_ip_devices(
+        db, scope=principal.scope, customer_id=customer_id, ip=ip, status=status, limit=limit, offset=offset
+    )
+    return Page[IpDevicePublic](
+        items=[IpDevicePublic.model_validate(d) for d in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/{device_id}", summary="Get an IP device")
+def get_ip_device(customer_id: int, device_id: int, db: DbSession, principal: CurrentPrincipal) -> IpDevicePublic:
+    device = repo.get_ip_device(db, scope=principal.scope, customer_id=customer_id, device_id=device_id)
+    return IpDevicePublic.model_validate(device)
+
+
+@router.patch("/{device_id}", summary="Change an IP device")
+def update_ip_device(
+    customer_id: int, device_id: int, body: IpDeviceUpdate, db: DbSession, principal: CurrentPrincipal
+) -> IpDevicePublic:
+    device = repo.update_ip_device(
+        db,
+        scope=principal.scope,
+        customer_id=customer_id,
+        device_id=device_id,
+        changes=body.model_dump(exclude_unset=True),
+    )
+    db.commit()
+    return IpDevicePublic.model_validate(device)
+
+
+@router.delete("/{device_id}", status_code=204, summary="Delete an IP device")
+def delete_ip_device(customer_id: int, device_id: int, db: DbSession, principal: CurrentPrincipal) -> Response:
+    repo.delete_ip_device(db, scope=principal.scope, customer_id=customer_id, device_id=device_id)
+    db.commit()
+    return Response(status_code=204)

@@ -1,0 +1,629 @@
+"""The back-to-back user agent: one :class:`Call` joins the caller's dialog to a callee's.
+
+The caller's leg ("A") ends at the switch acting as UAS; each callee contact gets its own leg
+("B") where the switch is a UAC with a new Call-ID, tags, Via and Contact, so neither side
+sees the other's topology (RFC 7092 section 3.1 calls this a signaling-only B2BUA).
+
+Flow, with the RFC sections that govern each step:
+- INVITE from A: 100 at once (transaction layer), then one INVITE per registered contact of
+  the callee (parallel forking, RFC 3261 16.7 semantics): the first 2xx wins, the other
+  branches get CANCEL (9.1) or, if they answered too, ACK and BYE (13.2.2.4).
+- 18x from B legs are relayed to A under one to-tag; 2xx from the winner is relayed to A and
+  retransmitted on UDP until A's ACK (13.3.1.4); A's ACK is relayed to B (its body carries the
+  answer for a late offer).
+- CANCEL from A: 200 to the CANCEL, 487 to the INVITE (9.2), CANCEL to every B leg.
+- In-dialog requests (BYE, re-INVITE, UPDATE, INFO ...) are relayed to the other side with
+  that side's dialog state (12.2.1.1); BYE is answered locally at once and ends the call.
+- Every finished attempt emits one CDR.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cdr.schema import (
+    ANSWERED,
+    CALL_TYPE_EXTENSION,
+    DIRECTION_INTERNAL,
+    HANGUP_CALLEE,
+    HANGUP_CALLER,
+    HANGUP_SWITCH,
+    NO_ANSWER,
+    CdrRecord,
+    disposition_for_sip,
+    q850_for_sip,
+)
+from switch.dialog.dialog import UAC, Dialog
+from switch.registrar.location import Binding
+from switch.sip.message import SipMessage, response_for
+from switch.transaction.layer import ClientTransaction, ServerTransaction, new_branch
+from switch.transaction.peer import Peer
+from switch.transaction.timers import TimerHandle
+
+if TYPE_CHECKING:
+    from switch.call.core import SwitchCore
+
+log = logging.getLogger("trunkline.call")
+
+# Call states.
+ROUTING = "routing"
+EARLY = "early"
+ANSWERED_STATE = "answered"  # 2xx sent to A, waiting for its ACK
+CONFIRMED = "confirmed"
+ENDED = "ended"
+
+# B leg states.
+LEG_CALLING = "calling"
+LEG_EARLY = "early"
+LEG_ANSWERED = "answered"
+LEG_DONE = "done"
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+# Headers of A's request that are relayed to B (besides the body); everything else is the
+# switch's own.  Topology-revealing fields (Via, Contact, Record-Route, Call-ID) never cross.
+_RELAYED = ("content-type", "content-disposition", "content-encoding", "content-language", "event",
+            "subscription-state", "session-expires", "min-se", "reason", "alert-info")
+
+
+@dataclass(slots=True)
+class Party:
+    """Who is calling or being called, as provisioning knows them."""
+
+    customer_id: int
+    device_id: int | None
+    number: str  # caller number to present, or the dialled number
+    display: str | None = None
+    ip_device_id: int | None = None
+    username: str | None = None
+    reseller_path: str = ""
+
+
+class BLeg:
+    """One INVITE to one callee contact (a ClientOwner for its INVITE transaction)."""
+
+    __slots__ = ("ack", "binding", "call", "cancel_pending", "dialog", "final", "state", "tx")
+
+    def __init__(self, call: Call, binding: Binding) -> None:
+        self.call = call
+        self.binding = binding
+        self.tx: ClientTransaction | None = None
+        self.dialog: Dialog | None = None
+        self.state = LEG_CALLING
+        self.final: tuple[int, str] | None = None
+        self.cancel_pending = False
+        self.ack: bytes | None = None  # the ACK for this leg's 2xx, once sent (resent on 2xx retransmits)
+
+    def tx_response(self, tx: ClientTransaction, msg: SipMessage, now: float) -> None:
+        self.call.leg_response(self, msg, now)
+
+    def tx_timeout(self, tx: ClientTransaction, now: float) -> None:
+        self.call.leg_failed(self, 408, "Request Timeout", now)
+
+
+class Relay:
+    """An in-dialog request relayed from one side to the other; answers flow back."""
+
+    __slots__ = ("call", "from_dialog", "server_tx", "to_dialog")
+
+    def __init__(self, call: Call, server_tx: ServerTransaction, from_dialog: Dialog, to_dialog: Dialog) -> None:
+        self.call = call
+        self.server_tx = server_tx
+        self.from_dialog = from_dialog
+        self.to_dialog = to_dialog
+
+    def tx_response(self, tx: ClientTransaction, msg: SipMessage, now: float) -> None:
+        self.call.relay_response(self, tx, msg, now)
+
+    def tx_timeout(self, tx: ClientTransaction, now: float) -> None:
+        if tx.request.method == "INVITE":
+            self.to_dialog.invite_pending = False
+        self.call.core.reply(self.server_tx, 408, "Request Timeout", now)
+
+
+class _Ignore:
+    """Owner for fire-and-forget requests (BYE to the far side, CANCEL): results are not needed."""
+
+    __slots__ = ()
+
+    def tx_response(self, tx: ClientTransaction, msg: SipMessage, now: float) -> None:
+        return None
+
+    def tx_timeout(self, tx: ClientTransaction, now: float) -> None:
+        return None
+
+
+IGNORE = _Ignore()
+
+
+class _Pending2xx:
+    """A 2xx to an INVITE we sent on one side, retransmitted until its ACK (RFC 3261 13.3.1.4)."""
+
+    __slots__ = ("cseq", "data", "deadline", "interval", "peer", "relay_tx", "timer")
+
+    def __init__(self, data: bytes, peer: Peer, cseq: int, deadline: float, relay_tx: ClientTransaction | None):
+        self.data = data
+        self.peer = peer
+        self.cseq = cseq
+        self.interval = 0.0
+        self.deadline = deadline
+        self.timer: TimerHandle | None = None
+        self.relay_tx = relay_tx  # for a relayed re-INVITE: the far side's transaction to ACK
+
+
+class Call:
+    __slots__ = (
+        "_cdr_done", "_no_answer", "a_2xx", "a_dialog", "a_msg", "a_peer", "a_tag", "a_tx", "answer_ms",
+        "b_dialog", "callee", "caller", "core", "dialled", "end_ms", "final", "hangup_by", "legs", "pending",
+        "source_ip", "start_ms", "state", "winner",
+    )
+
+    def __init__(self, core: SwitchCore, tx: ServerTransaction, msg: SipMessage, caller: Party, callee: Party,
+                 dialled: str) -> None:
+        self.core = core
+        self.a_tx = tx
+        self.a_msg = msg
+        self.a_peer = tx.resp_peer
+        self.a_tag = core.new_tag()
+        self.a_dialog: Dialog | None = None
+        self.b_dialog: Dialog | None = None
+        self.caller = caller
+        self.callee = callee
+        self.dialled = dialled
+        self.legs: list[BLeg] = []
+        self.winner: BLeg | None = None
+        self.state = ROUTING
+        self.start_ms = core.wall_ms()
+        self.answer_ms: int | None = None
+        self.end_ms: int | None = None
+        self.final: tuple[int, str] | None = None
+        self.hangup_by = HANGUP_SWITCH
+        self.source_ip = tx.peer.ip
+        self._no_answer: TimerHandle | None = None
+        self.a_2xx: _Pending2xx | None = None
+        self.pending: dict[int, _Pending2xx] = {}  # re-INVITE 2xx awaiting ACK, by our CSeq on that side
+        self._cdr_done = False
+        tx.app = self
+
+    # -- set-up -------------------------------------------------------------------------------
+    def start(self, bindings: list[Binding], now: float) -> None:
+        core = self.core
+        for binding in bindings:
+            leg = BLeg(self, binding)
+            self.legs.append(leg)
+            self._send_invite(leg, now)
+        if all(leg.state == LEG_DONE for leg in self.legs):
+            self._fail(503, "Service Unavailable", now, by=HANGUP_SWITCH)
+            return
+        self._no_answer = core.timers.schedule(now + core.config.no_answer_timeout, self._on_no_answer, now)
+
+    def _send_invite(self, leg: BLeg, now: float) -> None:
+        core = self.core
+        b = leg.binding
+        peer = Peer(b.transport, b.source_ip, b.source_port, b.local_port, b.conn_id)
+        host, port = core.local_address(peer)
+        a = self.a_msg
+        call_id = core.new_call_id()
+        from_tag = core.new_tag()
+        caller = self.caller
+        shown = caller.display or caller.number
+        from_uri = f"sip:{caller.number}@{_host(host)}"
+        from_value = f'"{_quote(shown)}" <{from_uri}>;tag={from_tag}' if shown else f"<{from_uri}>;tag={from_tag}"
+        to_value = f"<sip:{self.callee.number}@{_host(host)}>"
+        transport = "TCP" if peer.transport == "tcp" else "UDP"
+        branch = new_branch()
+        contact = core.contact_for(peer)
+        mf = a.max_forwards if a.max_forwards is not None else 70
+        headers: list[tuple[str, str]] = [
+            ("Via", f"SIP/2.0/{transport} {_host(host)}:{port};branch={branch};rport"),
+            # RFC 3261 16.6 item 3 spirit: a B2BUA decrements too, so loops through it end.
+            ("Max-Forwards", str(min(mf, 70) - 1)),
+            ("From", from_value),
+            ("To", to_value),
+            ("Call-ID", call_id),
+            ("CSeq", "1 INVITE"),
+            ("Contact", contact),
+            ("Allow", ALLOW),
+        ]
+        ah = a.headers
+        for key in _RELAYED:
+            for value in ah.get(key, ()):
+                headers.append((key, value))
+        req = SipMessage.request("INVITE", b.contact, headers, a.body)
+        leg.dialog = Dialog(role=UAC, call_id=call_id, local_tag=from_tag, remote_tag=None, local=from_value,
+                            remote=to_value, remote_target=b.contact, route_set=[], peer=peer, local_seq=1,
+                            remote_seq=None, via_host=host, via_port=port)
+        tx = core.layer.send_request(req, peer, leg, now, branch=branch)
+        if tx is None:
+            leg.state = LEG_DONE
+            leg.final = (503, "Service Unavailable")
+            return
+        leg.tx = tx
+        core.dialogs[(call_id, from_tag)] = (self, leg.dialog)
+
+    # -- B leg events -------------------------------------------------------------------------
+    def leg_response(self, leg: BLeg, msg: SipMessage, now: float) -> None:
+        status = msg.status
+        if status == 100:
+            return
+        if status < 200:
+            if leg.state == LEG_CALLING:
+                leg.state = LEG_EARLY
+            if msg.to.tag and leg.dialog is not None and leg.dialog.remote_tag is None:
+                leg.dialog.confirm_uac(msg)
+            if leg.cancel_pending:
+                self._cancel_leg(leg, now)
+                return
+            if self.state in (ROUTING, EARLY):
+                self.state = EARLY
+                self._relay_provisional(msg, now)
+            return
+        if status < 300:
+            self._leg_answered(leg, msg, now)
+            return
+        self.leg_failed(leg, status, msg.reason, now)
+
+    def leg_failed(self, leg: BLeg, status: int, reason: str, now: float) -> None:
+        if leg.state == LEG_DONE:
+            return
+        leg.state = LEG_DONE
+        leg.final = (status, reason)
+        self._forget_leg(leg)
+        if self.state in (ROUTING, EARLY) and all(x.state == LEG_DONE for x in self.legs):
+            best = _best_final([x.final for x in self.legs if x.final is not None])
+            self._fail(best[0], best[1], now, by=HANGUP_CALLEE)
+
+    def _leg_answered(self, leg: BLeg, msg: SipMessage, now: float) -> None:
+        if leg.state == LEG_ANSWERED:
+            if leg.ack is not None:  # a 2xx retransmission: our ACK was lost (13.2.2.4)
+                self.core.layer.send_ack_2xx(leg.ack, leg.dialog.peer if leg.dialog else self.a_peer)
+            return
+        dialog = leg.dialog
+        assert dialog is not None
+        if dialog.remote_tag is None or dialog.remote_tag != msg.to.tag:
+            dialog.confirm_uac(msg)
+        leg.state = LEG_ANSWERED
+        if self.winner is not None or self.state not in (ROUTING, EARLY):
+            # Another branch won, or the caller gave up: ACK and BYE this one (13.2.2.4).
+            self._ack_leg(leg, b"", None)
+            self._bye(dialog, now)
+            self._forget_leg(leg)
+            return
+        self.winner = leg
+        self.b_dialog = dialog
+        self.state = ANSWERED_STATE
+        self.answer_ms = self.core.wall_ms()
+        if self._no_answer is not None:
+            self._no_answer.cancel()
+            self._no_answer = None
+        for other in self.legs:
+            if other is not leg and other.state in (LEG_CALLING, LEG_EARLY):
+                self._cancel_leg(other, now)
+        core = self.core
+        resp = self._a_response(200, msg.reason or "OK", msg)
+        a_dialog = self._a_dialog()
+        a_dialog.refresh_target(self.a_msg)
+        data = resp.to_bytes()
+        self.a_tx.respond_bytes(data, 200, now)
+        core.stats.response(200)
+        self.a_2xx = self._retransmit_2xx(data, self.a_peer, self.a_msg.cseq_num, now, None)
+        core.active_calls += 1
+
+    def _cancel_leg(self, leg: BLeg, now: float) -> None:
+        """CANCEL a ringing leg; before its first provisional the CANCEL must wait (9.1)."""
+        if leg.state == LEG_EARLY and leg.tx is not None:
+            leg.cancel_pending = False
+            leg.tx.cancel_request(now, IGNORE)
+            # The leg's 487 arrives through its INVITE transaction and marks it done.
+        elif leg.state == LEG_CALLING:
+            leg.cancel_pending = True
+
+    def _relay_provisional(self, msg: SipMessage, now: float) -> None:
+        resp = self._a_response(msg.status, msg.reason, msg)
+        self._a_dialog()
+        self.a_tx.respond(resp, now)
+        self.core.stats.response(msg.status)
+
+    def _a_response(self, status: int, reason: str, b_msg: SipMessage | None) -> SipMessage:
+        """A response to A's INVITE carrying B's body and the switch's own Contact."""
+        headers: list[tuple[str, str]] = [("Contact", self.core.contact_for(self.a_tx.peer)), ("Allow", ALLOW)]
+        body = b""
+        if b_msg is not None and b_msg.body:
+            body = b_msg.body
+            ctype = b_msg.get("content-type")
+            if ctype:
+                headers.append(("Content-Type", ctype))
+        return response_for(self.a_msg, status, reason, to_tag=self.a_tag, headers=headers, body=body)
+
+    def _a_dialog(self) -> Dialog:
+        if self.a_dialog is None:
+            core = self.core
+            host, port = core.local_address(self.a_peer)
+            self.a_dialog = Dialog.as_uas(self.a_msg, self.a_tag, self.a_peer, host, port)
+            core.dialogs[(self.a_msg.call_id, self.a_tag)] = (self, self.a_dialog)
+        return self.a_dialog
+
+    # -- 2xx reliability on UDP (RFC 3261 13.3.1.4) ------------------------------------------
+    def _retransmit_2xx(self, data: bytes, peer: Peer, cseq: int, now: float,
+                        relay_tx: ClientTransaction | None) -> _Pending2xx:
+        core = self.core
+        t1 = core.layer.config.t1
+        p = _Pending2xx(data, peer, cseq, now + 64 * t1, relay_tx)
+        if not peer.reliable:
+            p.interval = t1
+            p.timer = core.timers.schedule(now + t1, self._fire_2xx, p, now + t1)
+        else:
+            p.timer = core.timers.schedule(p.deadline, self._fire_2xx, p, p.deadline)
+        return p
+
+    def _fire_2xx(self, p: _Pending2xx, when: float) -> None:
+        if p.timer is None:
+            return
+        core = self.core
+        if when >= p.deadline:
+            p.timer = None
+            log.info("no ACK for 2xx (Call-ID %s): ending the call", self.a_msg.call_id)
+            if p is self.a_2xx:
+                self.a_2xx = None
+                if self.winner is not None and self.winner.ack is None:
+                    self._ack_leg(self.winner, b"", None)
+                self._end(HANGUP_SWITCH, when, bye_a=True, bye_b=True)
+            return
+        core.transports_send(p.data, p.peer)
+        p.interval = min(2 * p.interval, core.layer.config.t2)
+        nxt = when + p.interval
+        p.timer = core.timers.schedule(min(nxt, p.deadline), self._fire_2xx, p, min(nxt, p.deadline))
+
+    def _ack_leg(self, leg: BLeg, body: bytes, content_type: str | None) -> None:
+        dialog = leg.dialog
+        assert dialog is not None
+        ack = dialog.new_request("ACK", cseq=1, body=body, content_type=content_type)
+        leg.ack = ack.to_bytes()
+        self.core.layer.send_ack_2xx(leg.ack, dialog.peer)
+
+    # -- from A -------------------------------------------------------------------------------
+    def a_ack(self, msg: SipMessage, now: float) -> None:
+        """A's ACK for our 2xx: stop retransmitting and ACK the winner with A's body."""
+        p = self.a_2xx
+        if p is not None and msg.cseq_num == p.cseq:
+            if p.timer is not None:
+                p.timer.cancel()
+                p.timer = None
+            self.a_2xx = None
+            if self.state == ANSWERED_STATE:
+                self.state = CONFIRMED
+            if self.winner is not None and self.winner.ack is None:
+                self._ack_leg(self.winner, msg.body, msg.get("content-type"))
+            return
+        self.ack_relayed_invite(self.a_dialog, msg, now)
+
+    def ack_relayed_invite(self, dialog: Dialog | None, msg: SipMessage, now: float) -> None:
+        """ACK for a relayed re-INVITE's 2xx: stop our retransmission and ACK the far side."""
+        p = self.pending.pop(id(dialog) ^ msg.cseq_num, None) if dialog is not None else None
+        if p is None:
+            return  # a retransmitted ACK, or one we never asked for: absorbed
+        if p.timer is not None:
+            p.timer.cancel()
+            p.timer = None
+        tx = p.relay_tx
+        if tx is not None:
+            far = self.other(dialog) if dialog is not None else None
+            if far is not None:
+                ack = far.new_request("ACK", cseq=tx.request.cseq_num, body=msg.body,
+                                      content_type=msg.get("content-type"))
+                self.core.layer.send_ack_2xx(ack.to_bytes(), far.peer)
+
+    def cancel(self, now: float) -> None:
+        """CANCEL from A before the final answer (RFC 3261 9.2)."""
+        if self.state not in (ROUTING, EARLY):
+            return
+        for leg in self.legs:
+            if leg.state in (LEG_CALLING, LEG_EARLY):
+                self._cancel_leg(leg, now)
+        self._fail(487, "Request Terminated", now, by=HANGUP_CALLER, cancelled=True)
+
+    def _on_no_answer(self, started: float) -> None:
+        self._no_answer = None
+        if self.state not in (ROUTING, EARLY):
+            return
+        now = started + self.core.config.no_answer_timeout
+        for leg in self.legs:
+            if leg.state in (LEG_CALLING, LEG_EARLY):
+                self._cancel_leg(leg, now)
+        self._fail(480, "No Answer", now, by=HANGUP_SWITCH, disposition=NO_ANSWER)
+
+    def _fail(self, status: int, reason: str, now: float, *, by: str, cancelled: bool = False,
+              disposition: str | None = None) -> None:
+        if self.state == ENDED:
+            return
+        self.state = ENDED
+        self.hangup_by = by
+        if self._no_answer is not None:
+            self._no_answer.cancel()
+            self._no_answer = None
+        resp = response_for(self.a_msg, status, reason, to_tag=self.a_tag)
+        self.a_tx.respond(resp, now)
+        self.core.stats.response(status)
+        self.final = (status, reason)
+        self._finish(disposition or disposition_for_sip(status, cancelled=cancelled))
+
+    # -- in-dialog ----------------------------------------------------------------------------
+    def other(self, dialog: Dialog) -> Dialog | None:
+        if dialog is self.a_dialog:
+            return self.b_dialog
+        if dialog is self.b_dialog:
+            return self.a_dialog
+        return None
+
+    def in_dialog(self, dialog: Dialog, tx: ServerTransaction, msg: SipMessage, now: float) -> None:
+        core = self.core
+        method = msg.method
+        if not dialog.check_remote_cseq(msg):
+            core.reply(tx, 500, "Out of order CSeq", now)
+            return
+        if method == "BYE":
+            core.reply(tx, 200, "OK", now)
+            self._end(HANGUP_CALLER if dialog is self.a_dialog else HANGUP_CALLEE, now,
+                      bye_a=dialog is not self.a_dialog, bye_b=dialog is not self.b_dialog)
+            return
+        far = self.other(dialog)
+        if far is None or self.state == ENDED or (self.state not in (ANSWERED_STATE, CONFIRMED)):
+            # Early-dialog requests other than CANCEL are not relayed: the caller's early dialog
+            # may stand for several callee branches.
+            core.reply(tx, 481 if self.state == ENDED else 491, "Request Pending" if self.state != ENDED
+                       else "Call/Transaction Does Not Exist", now)
+            return
+        if method == "INVITE":
+            if far.invite_pending or dialog.invite_pending:
+                core.reply(tx, 491, "Request Pending", now)  # RFC 3261 14.1: glare
+                return
+            far.invite_pending = True
+            dialog.refresh_target(msg)
+        elif method == "UPDATE":
+            dialog.refresh_target(msg)
+        extra: list[tuple[str, str]] = []
+        mh = msg.headers
+        for key in _RELAYED:
+            if key == "content-type":
+                continue
+            for value in mh.get(key, ()):
+                extra.append((key, value))
+        contact = core.contact_for(far.peer) if method in ("INVITE", "UPDATE", "SUBSCRIBE", "REFER") else None
+        req = far.new_request(method, contact=contact, body=msg.body, content_type=msg.get("content-type"),
+                              extra=extra)
+        relay = Relay(self, tx, dialog, far)
+        tx.app = relay
+        sent = core.layer.send_request(req, far.peer, relay, now)
+        if sent is None:
+            if method == "INVITE":
+                far.invite_pending = False
+            core.reply(tx, 503, "Service Unavailable", now)
+
+    def relay_response(self, relay: Relay, tx: ClientTransaction, msg: SipMessage, now: float) -> None:
+        status = msg.status
+        if status == 100:
+            return
+        method = tx.request.method
+        server_tx = relay.server_tx
+        if method == "INVITE" and status >= 200:
+            relay.to_dialog.invite_pending = False
+            if status < 300:
+                relay.to_dialog.refresh_target(msg)
+        headers: list[tuple[str, str]] = []
+        if method in ("INVITE", "UPDATE") and status < 300:
+            headers.append(("Contact", self.core.contact_for(server_tx.peer)))
+        for key in ("content-type", "allow", "supported", "unsupported", "retry-after", "reason", "min-se",
+                    "session-expires"):
+            for value in msg.headers.get(key, ()):
+                headers.append((key, value))
+        resp = response_for(server_tx.request, status, msg.reason, headers=headers, body=msg.body)
+        data = resp.to_bytes()
+        if method == "INVITE" and 200 <= status < 300:
+            if server_tx.state in ("Accepted",):
+                return  # a retransmitted 2xx from the far side: ours is being retransmitted already
+            server_tx.respond_bytes(data, status, now)
+            p = self._retransmit_2xx(data, server_tx.resp_peer, server_tx.request.cseq_num, now, tx)
+            self.pending[id(relay.from_dialog) ^ server_tx.request.cseq_num] = p
+        else:
+            server_tx.respond_bytes(data, status, now)
+        self.core.stats.response(status)
+
+    # -- tear-down ----------------------------------------------------------------------------
+    def _bye(self, dialog: Dialog, now: float) -> None:
+        req = dialog.new_request("BYE", extra=[("Reason", 'Q.850;cause=16;text="Normal call clearing"')])
+        self.core.layer.send_request(req, dialog.peer, IGNORE, now)
+
+    def _end(self, hangup_by: str, now: float, *, bye_a: bool, bye_b: bool) -> None:
+        if self.state == ENDED:
+            return
+        was_up = self.state in (ANSWERED_STATE, CONFIRMED)
+        self.state = ENDED
+        self.hangup_by = hangup_by
+        if self.a_2xx is not None and self.a_2xx.timer is not None:
+            self.a_2xx.timer.cancel()
+        for p in self.pending.values():
+            if p.timer is not None:
+                p.timer.cancel()
+        self.pending.clear()
+        if bye_a and self.a_dialog is not None:
+            self._bye(self.a_dialog, now)
+        if bye_b and self.b_dialog is not None:
+            self._bye(self.b_dialog, now)
+        if was_up:
+            self.core.active_calls -= 1
+        self.final = (200, "OK")
+        self._finish(ANSWERED)
+
+    def _forget_leg(self, leg: BLeg) -> None:
+        if leg.dialog is not None and leg is not self.winner:
+            self.core.dialogs.pop((leg.dialog.call_id, leg.dialog.local_tag), None)
+
+    def _finish(self, disposition: str) -> None:
+        """Unhook the call from the switch and emit its CDR (exactly once)."""
+        if self._cdr_done:
+            return
+        self._cdr_done = True
+        core = self.core
+        core.calls.pop(id(self), None)
+        if self.a_dialog is not None:
+            core.dialogs.pop((self.a_dialog.call_id, self.a_dialog.local_tag), None)
+        for leg in self.legs:
+            if leg.dialog is not None:
+                core.dialogs.pop((leg.dialog.call_id, leg.dialog.local_tag), None)
+        end_ms = core.wall_ms()
+        self.end_ms = end_ms
+        status, _reason = self.final or (500, "")
+        answer = self.answer_ms
+        duration = end_ms - answer if answer is not None else 0
+        record = CdrRecord(
+            call_id=self.a_msg.call_id,
+            customer_id=self.caller.customer_id,
+            caller_device_id=self.caller.device_id,
+            callee_device_id=self.callee.device_id,
+            caller_number=self.caller.number,
+            dialled_number=self.dialled,
+            start_ms=self.start_ms,
+            answer_ms=answer,
+            end_ms=end_ms,
+            duration_ms=max(0, duration),
+            sip_code=status,
+            q850_cause=q850_for_sip(status),
+            disposition=disposition,
+            direction=DIRECTION_INTERNAL,
+            call_type=CALL_TYPE_EXTENSION,
+            source_ip=self.source_ip,
+            hangup_by=self.hangup_by,
+            reseller_path=self.caller.reseller_path,
+            ip_device_id=self.caller.ip_device_id,
+        )
+        core.emit_cdr(record)
+
+
+def _best_final(finals: list[tuple[int, str]]) -> tuple[int, str]:
+    """Pick the response for A when every branch failed (RFC 3261 section 16.7 step 6)."""
+    if not finals:
+        return (480, "Temporarily Unavailable")
+    for f in finals:
+        if f[0] >= 600:
+            return f
+
+    def rank(f: tuple[int, str]) -> tuple[int, int]:
+        code = f[0]
+        # Lowest class first; within 4xx, a busy or a definite refusal says more than a timeout.
+        pref = 0 if code == 486 else 2 if code in (408, 480) else 1
+        return (code // 100, pref)
+
+    return min(finals, key=rank)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+CdrCallback = Callable[[CdrRecord], None]

@@ -1,0 +1,327 @@
+"""The only code that touches sockets and the event loop: UDP and TCP listeners for SIP.
+
+Datagrams and stream bytes become :class:`SipMessage` objects handed to a :class:`MessageSink`
+(the switch core); the core sends through :meth:`SipTransports.send`.  One ``loop.call_at``
+timer drives the shared :class:`TimerQueue`.  A malformed message is answered with the parser's
+status where it can be addressed (RFC 3261 section 8.2) and dropped otherwise; nothing a peer
+sends can raise out of a protocol callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+from switch.sip.errors import SipError
+from switch.sip.framing import PING, StreamFramer
+from switch.sip.message import DEFAULT_MAX_SIZE, SipMessage, parse_message, response_for
+from switch.transaction.peer import Peer, response_peer
+from switch.transaction.timers import TimerQueue
+
+log = logging.getLogger("trunkline.io")
+
+
+class MessageSink(Protocol):
+    def receive(self, msg: SipMessage, peer: Peer, now: float) -> None: ...
+
+    def parse_failed(self, err: SipError, peer: Peer) -> None: ...
+
+
+@dataclass(slots=True)
+class ListenConfig:
+    host: str = "0.0.0.0"
+    ports: tuple[int, ...] = (5060, 6060)
+    udp: bool = True
+    tcp: bool = True
+    max_message_size: int = DEFAULT_MAX_SIZE
+    max_tcp_connections: int = 10000
+    tcp_idle_timeout: float = 3600.0
+    advertised_host: str | None = None  # the address written into Via/Contact; default: bound address
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: SipTransports, local_port: int) -> None:
+        self.owner = owner
+        self.local_port = local_port
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio's; they implement the same interface.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        owner = self.owner
+        peer = Peer("udp", addr[0], addr[1], self.local_port)
+        if len(data) <= 4 and not data.strip():
+            return  # RFC 5626 CRLF keep-alive on UDP, or an empty datagram: nothing to answer
+        owner.handle_bytes(data, peer, stream=False)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: UDP has no connection to fail; retransmission
+        # timers (RFC 3261 17.1.1.2) decide when a peer is gone.
+        log.debug("UDP error on port %d: %s", self.local_port, exc)
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, owner: SipTransports, local_port: int) -> None:
+        self.owner = owner
+        self.local_port = local_port
+        self.transport: asyncio.Transport | None = None
+        self.framer = StreamFramer(max_header=owner.config.max_message_size, max_body=owner.config.max_message_size)
+        self.conn_id = 0
+        self.peer: Peer | None = None
+        self.pending: list[bytes] = []  # writes queued while an outbound connection is opening
+        self.last_activity = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        owner = self.owner
+        if len(owner.connections) >= owner.config.max_tcp_connections:
+            log.warning("TCP connection limit reached; refusing %s", transport.get_extra_info("peername"))
+            transport.abort()
+            return
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        addr = transport.get_extra_info("peername")
+        self.conn_id = owner._next_conn_id()
+        self.peer = Peer("tcp", str(addr[0]), int(addr[1]), self.local_port, self.conn_id)
+        owner.connections[self.conn_id] = self
+        owner.by_addr[(self.peer.ip, self.peer.port)] = self.conn_id
+        for data in self.pending:
+            transport.write(data)
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        peer = self.peer
+        if peer is None or self.transport is None:
+            return
+        for item in self.framer.feed(data):
+            if item is PING:
+                self.transport.write(b"\r\n")  # RFC 5626 section 4.4.1 pong
+            elif isinstance(item, SipError):
+                self.owner.stream_error(item, peer)
+                self.transport.close()
+                return
+            else:
+                assert isinstance(item, bytes)
+                self.owner.handle_bytes(item, peer, stream=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        owner = self.owner
+        if owner.connections.get(self.conn_id) is self:
+            del owner.connections[self.conn_id]
+        if self.peer is not None and owner.by_addr.get((self.peer.ip, self.peer.port)) == self.conn_id:
+            del owner.by_addr[(self.peer.ip, self.peer.port)]
+        if owner.on_connection_lost is not None and self.conn_id:
+            owner.on_connection_lost(self.conn_id)
+
+
+class SipTransports:
+    """All SIP listening sockets of the switch, and sending."""
+
+    def __init__(self, config: ListenConfig, timers: TimerQueue, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.config = config
+        self.timers = timers
+        self.loop = loop or asyncio.get_event_loop()
+        self.sink: MessageSink | None = None
+        self.udp: dict[int, _UdpProtocol] = {}
+        self.tcp_servers: list[asyncio.Server] = []
+        self.connections: dict[int, _TcpProtocol] = {}
+        self.by_addr: dict[tuple[str, int], int] = {}
+        self._conn_seq = 0
+        self._armed: asyncio.TimerHandle | None = None
+        self._armed_at: float | None = None
+        self.on_connection_lost: Callable[[int], None] | None = None
+        self.bound: list[tuple[str, str, int]] = []  # (transport, host, port) actually listening
+        self.parse_errors = 0
+        self.sent = 0
+        self.received = 0
+
+    def _next_conn_id(self) -> int:
+        self._conn_seq += 1
+        return self._conn_seq
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.config
+        loop = self.loop
+        for port in cfg.ports:
+            if cfg.udp:
+                _t, proto = await loop.create_datagram_endpoint(
+                    lambda port=port: _UdpProtocol(self, port),  # type: ignore[misc]
+                    local_addr=(cfg.host, port),
+                    reuse_port=False,
+                )
+                sock = _t.get_extra_info("socket")
+                if sock is not None:
+                    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                        with contextlib.suppress(OSError):
+                            sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
+                self.udp[port] = proto
+                self.bound.append(("udp", cfg.host, port))
+            if cfg.tcp:
+                server = await loop.create_server(
+                    lambda port=port: _TcpProtocol(self, port),  # type: ignore[misc]
+                    host=cfg.host, port=port, reuse_address=True, backlog=1024,
+                )
+                self.tcp_servers.append(server)
+                self.bound.append(("tcp", cfg.host, port))
+        log.info("SIP listening on %s", ", ".join(f"{t}:{h}:{p}" for t, h, p in self.bound))
+
+    async def stop(self) -> None:
+        if self._armed is not None:
+            self._armed.cancel()
+        for proto in self.udp.values():
+            if proto.transport is not None:
+                proto.transport.close()
+        for server in self.tcp_servers:
+            server.close()
+        for conn in list(self.connections.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self.tcp_servers:
+            await server.wait_closed()
+
+    # -- receive path ----------------------------------------------------------------------------
+    def handle_bytes(self, data: bytes, peer: Peer, *, stream: bool) -> None:
+        sink = self.sink
+        assert sink is not None
+        self.received += 1
+        try:
+            msg = parse_message(data, stream=stream, max_size=self.config.max_message_size)
+        except SipError as err:
+            self.parse_errors += 1
+            self._answer_error(err, peer)
+            sink.parse_failed(err, peer)
+            return
+        now = self.loop.time()
+        try:
+            sink.receive(msg, peer, now)
+        except Exception:  # a bug of ours must not kill the listener (logged with the Call-ID)
+            log.exception("error handling %s from %s (Call-ID %s)", msg.start_line(), peer, msg.call_id)
+        self.arm_timer()
+
+    def _answer_error(self, err: SipError, peer: Peer) -> None:
+        """Answer a malformed request with the parser's status, if it can be addressed."""
+        msg = err.message
+        if err.drop or not isinstance(msg, SipMessage) or not msg.method or msg.method == "ACK":
+            log.debug("dropped malformed message from %s: %s", peer, err)
+            return
+        h = msg.headers
+        if not all(h.get(k) for k in ("via", "from", "to", "call-id", "cseq")):
+            log.debug("dropped unanswerable request from %s: %s", peer, err)
+            return
+        if len(h["cseq"]) > 1:
+            h["cseq"] = h["cseq"][:1]
+        for key in ("from", "to", "call-id"):
+            h[key] = h[key][:1]
+        resp = response_for(msg, err.status, err.reason, to_tag="tlerr", headers=err.extra_headers)
+        log.info("answered %d %s to %s (Call-ID %s)", err.status, err.reason, peer, msg.call_id)
+        self.send(resp.to_bytes(), response_peer(msg.via, peer))
+
+    def stream_error(self, err: SipError, peer: Peer) -> None:
+        """A framing error on a stream: answer if the head is readable, then the caller closes."""
+        raw = err.message
+        if isinstance(raw, bytes):
+            msg: SipMessage | None
+            try:
+                msg = parse_message(raw + b"\r\n\r\n", stream=False, max_size=len(raw) + 8)
+            except SipError as inner:
+                msg = inner.message if isinstance(inner.message, SipMessage) else None
+            if msg is not None:
+                err.message = msg
+                self._answer_error(err, peer)
+        self.parse_errors += 1
+        log.info("closing TCP connection from %s: %s", peer, err)
+
+    # -- send path -------------------------------------------------------------------------------
+    def send(self, data: bytes, peer: Peer) -> bool:
+        self.sent += 1
+        if peer.transport == "udp":
+            proto = self.udp.get(peer.local_port) or next(iter(self.udp.values()), None)
+            if proto is None or proto.transport is None:
+                return False
+            proto.transport.sendto(data, (peer.ip, peer.port))
+            return True
+        conn = self.connections.get(peer.conn_id) if peer.conn_id is not None else None
+        if conn is None:
+            cid = self.by_addr.get((peer.ip, peer.port))
+            conn = self.connections.get(cid) if cid is not None else None
+        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.transport.write(data)
+            return True
+        if peer.conn_id is not None:
+            return False  # the connection the peer is bound to is gone (RFC 5626 flow failed)
+        self._connect_and_send(data, peer)
+        return True
+
+    def _connect_and_send(self, data: bytes, peer: Peer) -> None:
+        """Open an outbound TCP connection (RFC 3261 18.1.1) and write once it is up."""
+        proto = _TcpProtocol(self, peer.local_port)
+        proto.pending.append(data)
+
+        async def connect() -> None:
+            try:
+                await asyncio.wait_for(
+                    self.loop.create_connection(lambda: proto, host=peer.ip, port=peer.port), timeout=5.0
+                )
+            except (OSError, TimeoutError) as exc:
+                log.info("TCP connect to %s:%d failed: %s", peer.ip, peer.port, exc)
+
+        self.loop.create_task(connect())
+
+    # -- timers ----------------------------------------------------------------------------------
+    def arm_timer(self) -> None:
+        deadline = self.timers.next_deadline()
+        if deadline is None:
+            return
+        armed_at = self._armed_at
+        if armed_at is not None and armed_at <= deadline:
+            return
+        if self._armed is not None:
+            self._armed.cancel()
+        self._armed_at = deadline
+        self._armed = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._armed = None
+        self._armed_at = None
+        try:
+            self.timers.run_due(self.loop.time())
+        except Exception:
+            log.exception("timer callback failed")
+        self.arm_timer()
+
+    def local_address(self, peer: Peer) -> tuple[str, int]:
+        """The address to put in Via/Contact for messages sent to ``peer``."""
+        host = self.config.advertised_host
+        if host is None:
+            host = self.config.host
+            if host in ("0.0.0.0", "::"):
+                host = "127.0.0.1" if peer.ip.startswith("127.") else _primary_ip()
+        return host, peer.local_port
+
+
+_PRIMARY_IP: str | None = None
+
+
+def _primary_ip() -> str:
+    """This host's address by its name; set ``advertised_host`` where that is not the right one."""
+    global _PRIMARY_IP
+    if _PRIMARY_IP is None:
+        try:
+            _PRIMARY_IP = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            _PRIMARY_IP = "127.0.0.1"
+    return _PRIMARY_IP

@@ -1,0 +1,288 @@
+"""The registrar: REGISTER processing per RFC 3261 section 10.3, sans-IO.
+
+Bindings live in memory (one list per address-of-record) and every change goes to a
+:class:`BindingSink` that persists it.  The AOR of a device is its username; the registrar
+authenticates the request (digest), checks that the authenticated device is the AOR being
+registered (10.3 step 3), and stores with each contact where the REGISTER really came from
+(source address, transport, TCP connection) so that calls reach devices behind NAT.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from switch.ports import CUSTOMER_CLOSED, Directory
+from switch.registrar.auth import BAD, BLOCKED, CHALLENGE, FORBIDDEN, AuthDecision, DeviceAuth
+from switch.registrar.location import Binding, BindingSink
+from switch.sip.errors import SipError
+from switch.sip.headers import NameAddr
+from switch.sip.message import SipMessage, response_for
+from switch.transaction.peer import Peer
+
+log = logging.getLogger("trunkline.registrar")
+
+MAX_EXPIRES_VALUE = 2**32 - 1  # RFC 3261 section 20.19: delta-seconds up to (2**32)-1
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarConfig:
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts: int = 10  # per AOR; more are refused (403) rather than silently dropped
+
+
+@dataclass(slots=True)
+class RegisterOutcome:
+    response: SipMessage | None  # None: drop (blocked source)
+    delay: float = 0.0
+
+
+class Registrar:
+    def __init__(self, directory: Directory, auth: DeviceAuth, sink: BindingSink,
+                 config: RegistrarConfig | None = None, *, to_tag: Callable[[], str],
+                 wall: Callable[[], float] = time.time) -> None:
+        self.directory = directory
+        self.auth = auth
+        self.sink = sink
+        self.config = config or RegistrarConfig()
+        self.bindings: dict[str, list[Binding]] = {}
+        self._to_tag = to_tag
+        self._wall = wall
+        self.count = 0  # current number of bindings (a metric)
+
+    # -- state -------------------------------------------------------------------------------
+    def load(self, bindings: Iterable[Binding]) -> None:
+        now = self._wall()
+        for b in bindings:
+            if b.expires_at > now:
+                self.bindings.setdefault(b.aor, []).append(b)
+                self.count += 1
+
+    def lookup(self, aor: str) -> list[Binding]:
+        """Current bindings of an AOR, best q first (RFC 3261 section 16.6: q orders targets)."""
+        current = self.bindings.get(aor)
+        if not current:
+            return []
+        now = self._wall()
+        live = [b for b in current if b.expires_at > now]
+        if len(live) != len(current):
+            self._replace(aor, live, current)
+        if len(live) > 1:
+            live.sort(key=lambda b: -(b.q if b.q is not None else 1.0))
+        return live
+
+    def expire(self) -> int:
+        """Drop expired bindings; returns how many."""
+        now = self._wall()
+        dropped = 0
+        for aor in list(self.bindings):
+            current = self.bindings[aor]
+            live = [b for b in current if b.expires_at > now]
+            if len(live) != len(current):
+                dropped += len(current) - len(live)
+                self._replace(aor, live, current)
+        return dropped
+
+    def drop_device(self, device_id: int, why: str) -> int:
+        """Remove every binding of a device (deleted, disabled, or its customer closed)."""
+        dropped = 0
+        for aor in list(self.bindings):
+            current = self.bindings[aor]
+            live = [b for b in current if b.device_id != device_id]
+            if len(live) != len(current):
+                dropped += len(current) - len(live)
+                self._replace(aor, live, current)
+        if dropped:
+            log.info("dropped %d binding(s) of device %d: %s", dropped, device_id, why)
+        return dropped
+
+    def connection_lost(self, conn_id: int) -> None:
+        """A TCP connection closed: bindings that used it can no longer be reached through it."""
+        for bindings in self.bindings.values():
+            for b in bindings:
+                if b.conn_id == conn_id:
+                    b.conn_id = None
+
+    def _replace(self, aor: str, live: list[Binding], old: list[Binding]) -> None:
+        keep = {id(b) for b in live}
+        for b in old:
+            if id(b) not in keep:
+                self.sink.removed(b.aor, b.contact)
+                self.count -= 1
+        if live:
+            self.bindings[aor] = live
+        else:
+            self.bindings.pop(aor, None)
+
+    # -- REGISTER ----------------------------------------------------------------------------
+    def handle(self, msg: SipMessage, peer: Peer, now: float) -> RegisterOutcome:
+        """Process one REGISTER (a new server transaction).  ``now`` is the wall clock."""
+        decision = self.auth.authenticate(msg, peer, now, proxy=False)
+        if decision.kind != "ok":
+            return self._refuse(msg, decision)
+        device = decision.device
+        assert device is not None
+        customer = self.directory.customer(device.customer_id)
+        if customer is None or customer.status == CUSTOMER_CLOSED:
+            return RegisterOutcome(self._reply(msg, 403, "Account closed"))
+        # RFC 3261 10.3 step 3: the authenticated user must be allowed to register this AOR.
+        try:
+            aor_user = msg.to.parsed_uri.user_unescaped
+        except SipError:
+            return RegisterOutcome(self._reply(msg, 400, "Malformed To URI"))
+        if aor_user != device.username:
+            return RegisterOutcome(self._reply(msg, 403, "Not allowed to register this address"))
+        try:
+            contacts = msg.contacts()
+            expires_header = self._expires_header(msg)
+        except SipError as exc:
+            return RegisterOutcome(self._reply(msg, 400, exc.reason))
+        aor = device.username
+        current = self.lookup(aor)
+        if contacts:
+            if any(c.uri == "*" for c in contacts):
+                # RFC 3261 10.3 step 6: "*" only alone and with Expires: 0.
+                if len(contacts) != 1 or expires_header != 0:
+                    return RegisterOutcome(self._reply(msg, 400, "Invalid wildcard Contact"))
+                for b in current:
+                    if b.call_id == msg.call_id and msg.cseq_num <= b.cseq:
+                        return RegisterOutcome(self._reply(msg, 400, "Out-of-order REGISTER"))
+                self._replace(aor, [], current)
+                return RegisterOutcome(self._ok(msg, []))
+            result = self._update(msg, peer, now, aor, device.id, contacts, expires_header, current)
+            if isinstance(result, SipMessage):
+                return RegisterOutcome(result)
+            current = result
+        # No Contact: a query; answer with the current bindings (10.3 step 8).
+        return RegisterOutcome(self._ok(msg, current))
+
+    def _update(self, msg: SipMessage, peer: Peer, now: float, aor: str, device_id: int,
+                contacts: list[NameAddr], expires_header: int | None,
+                current: list[Binding]) -> list[Binding] | SipMessage:
+        cfg = self.config
+        changes: list[tuple[NameAddr, int, float | None]] = []
+        for c in contacts:
+            raw = c.params.get("expires")
+            if raw is not None:
+                try:
+                    expires = min(int(raw), MAX_EXPIRES_VALUE) if raw.isdigit() else -1
+                except ValueError:
+                    expires = -1
+                if expires < 0:
+                    return self._reply(msg, 400, "Malformed expires parameter")
+            elif expires_header is not None:
+                expires = expires_header
+            else:
+                expires = cfg.default_expires
+            if 0 < expires < cfg.min_expires:
+                # RFC 3261 10.3 step 7 / 20.23: too brief; say what we accept.
+                resp = self._reply(msg, 423, "Interval Too Brief")
+                resp.add("Min-Expires", str(cfg.min_expires))
+                return resp
+            q_raw = c.params.get("q")
+            q: float | None = None
+            if q_raw is not None:
+                try:
+                    q = float(q_raw)
+                except ValueError:
+                    return self._reply(msg, 400, "Malformed q parameter")
+                if not 0.0 <= q <= 1.0:
+                    return self._reply(msg, 400, "Malformed q parameter")
+            try:
+                c.parsed_uri  # noqa: B018 -- a Contact must be a valid URI (RFC 4475 3.1.2.13)
+            except SipError as exc:
+                return self._reply(msg, 400, f"Malformed Contact: {exc.reason}")
+            changes.append((c, min(expires, cfg.max_expires), q))
+        by_contact = {b.contact: b for b in current}
+        for c, _e, _q in changes:
+            existing = by_contact.get(c.uri)
+            if existing is not None and existing.call_id == msg.call_id and msg.cseq_num <= existing.cseq:
+                # RFC 3261 10.3 step 7: same Call-ID and a CSeq not higher: abort the update.
+                return self._reply(msg, 400, "Out-of-order REGISTER")
+        live = list(current)
+        ua = msg.get("user-agent") or ""
+        for c, expires, q in changes:
+            existing = by_contact.get(c.uri)
+            if expires == 0:
+                if existing is not None:
+                    live.remove(existing)
+                    del by_contact[c.uri]
+                continue
+            params = ";".join(
+                f"{k}={v}" if v is not None else k for k, v in c.params.items() if k not in ("expires", "q")
+            )
+            if existing is not None:
+                b = existing
+                b.expires_at = now + expires
+                b.call_id = msg.call_id
+                b.cseq = msg.cseq_num
+                b.source_ip, b.source_port = peer.ip, peer.port
+                b.transport, b.local_port, b.conn_id = peer.transport, peer.local_port, peer.conn_id
+                b.q = q
+                b.user_agent = ua
+                b.params = params
+            else:
+                b = Binding(aor=aor, device_id=device_id, contact=c.uri, expires_at=now + expires,
+                            call_id=msg.call_id, cseq=msg.cseq_num, source_ip=peer.ip, source_port=peer.port,
+                            transport=peer.transport, local_port=peer.local_port, q=q, user_agent=ua,
+                            conn_id=peer.conn_id, params=params)
+                live.append(b)
+                by_contact[c.uri] = b
+        if len(live) > self.config.max_contacts:
+            return self._reply(msg, 403, f"Too many contacts (at most {self.config.max_contacts})")
+        # Persist: removals, then saves.
+        keep = {id(b) for b in live}
+        for b in current:
+            if id(b) not in keep:
+                self.sink.removed(b.aor, b.contact)
+                self.count -= 1
+        self.count += sum(1 for b in live if id(b) not in {id(x) for x in current})
+        for c, expires, _q in changes:
+            if expires:
+                self.sink.saved(by_contact[c.uri])
+        if live:
+            self.bindings[aor] = live
+        else:
+            self.bindings.pop(aor, None)
+        return live
+
+    @staticmethod
+    def _expires_header(msg: SipMessage) -> int | None:
+        value = msg.get("expires")
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.isdigit():
+            raise SipError(400, "Malformed Expires")
+        return min(int(value), MAX_EXPIRES_VALUE)
+
+    # -- responses ---------------------------------------------------------------------------
+    def _ok(self, msg: SipMessage, bindings: list[Binding]) -> SipMessage:
+        now = self._wall()
+        resp = self._reply(msg, 200, "OK")
+        for b in bindings:
+            remaining = max(0, int(b.expires_at - now))
+            resp.add("Contact", f"<{b.contact}>;expires={remaining}")
+        # RFC 3261 10.3 step 8: a Date header lets simple clients set their clocks.
+        resp.add("Date", formatdate(now, usegmt=True))
+        return resp
+
+    def _reply(self, msg: SipMessage, status: int, reason: str) -> SipMessage:
+        return response_for(msg, status, reason, to_tag=self._to_tag())
+
+    def _refuse(self, msg: SipMessage, decision: AuthDecision) -> RegisterOutcome:
+        if decision.kind == BLOCKED:
+            return RegisterOutcome(None)
+        if decision.kind == CHALLENGE:
+            resp = self._reply(msg, decision.status, decision.reason)
+            for name, value in decision.headers or ():
+                resp.add(name, value)
+            return RegisterOutcome(resp, delay=decision.delay)
+        if decision.kind in (FORBIDDEN, BAD):
+            return RegisterOutcome(self._reply(msg, decision.status, decision.reason), delay=decision.delay)
+        return RegisterOutcome(self._reply(msg, 500, "Server Internal Error"))

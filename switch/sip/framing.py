@@ -1,0 +1,94 @@
+"""Cutting SIP messages out of a byte stream (RFC 3261 section 18.3), sans-IO.
+
+On TCP the Content-Length header is the only message boundary.  The framer also recognises the
+RFC 5626 section 4.4.1 keep-alive: a double CRLF "ping" is answered with a single CRLF "pong".
+A framing error (a header block or body over the limits, an unreadable Content-Length) leaves
+the stream unsynchronised: the caller answers if it can and closes the connection.
+"""
+
+from __future__ import annotations
+
+import re
+
+from switch.sip.errors import SipError
+
+# A keep-alive ping seen in the stream; the caller writes back b"\r\n" (RFC 5626 4.4.1).
+PING = object()
+
+_CL_RE = re.compile(rb"\r?\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
+
+DEFAULT_MAX_HEADER = 65535
+DEFAULT_MAX_BODY = 1 << 20
+
+
+class StreamFramer:
+    """Feed bytes in, get whole messages (bytes), :data:`PING` markers or one final SipError out."""
+
+    __slots__ = ("_buf", "_need", "broken", "max_body", "max_header")
+
+    def __init__(self, *, max_header: int = DEFAULT_MAX_HEADER, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self._buf = bytearray()
+        self._need = 0  # total length of the message being collected, once its head is known
+        self.max_header = max_header
+        self.max_body = max_body
+        self.broken = False
+
+    def feed(self, data: bytes) -> list[object]:
+        """Return the complete items found; after an error item the framer accepts nothing more."""
+        if self.broken:
+            return []
+        buf = self._buf
+        buf += data
+        out: list[object] = []
+        while buf:
+            if self._need:
+                if len(buf) < self._need:
+                    break
+                out.append(bytes(buf[: self._need]))
+                del buf[: self._need]
+                self._need = 0
+                continue
+            # Leading CRLFs: a keep-alive ping (CRLFCRLF) or stray line ends before a message.
+            if buf[0] in (13, 10):
+                if buf.startswith(b"\r\n\r\n"):
+                    out.append(PING)
+                    del buf[:4]
+                    continue
+                if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
+                    break  # maybe the start of a ping; wait for more
+                i = 0
+                while i < len(buf) and buf[i] in (13, 10):
+                    i += 1
+                del buf[:i]
+                continue
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > self.max_header:
+                    return self._break(out, SipError(513, "Message Too Large"))
+                break
+            head_len = end + 4
+            if head_len > self.max_header:
+                return self._break(out, SipError(513, "Message Too Large"))
+            m = _CL_RE.search(buf, 0, end)
+            if m is None:
+                length = 0  # RFC 3261 18.3 makes it mandatory on streams; absent means no body
+            else:
+                text = m.group(1).strip()
+                if not text.isdigit():
+                    return self._break(out, SipError(400, "Malformed Content-Length"))
+                length = int(text)
+                if length > self.max_body:
+                    return self._break(out, SipError(413, "Request Entity Too Large"))
+            self._need = head_len + length
+        return out
+
+    def _break(self, out: list[object], err: SipError) -> list[object]:
+        self.broken = True
+        err.message = bytes(self._buf[: self.max_header])
+        self._buf.clear()
+        out.append(err)
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)

@@ -1,0 +1,471 @@
+"""SIP messages: parse bytes into a :class:`SipMessage`, serialize it back (RFC 3261 sections 7, 25).
+
+The parser is strict where RFC 3261 and RFC 4475 say a message is malformed, and liberal where
+they allow it (LWS and folding anywhere, compact and case-insensitive names, repeated and
+comma-separated headers).  It validates the header fields every element needs (Via, From, To,
+Call-ID, CSeq, Max-Forwards, Content-Length) eagerly; others are parsed when they are read.
+
+Header names are kept lowercased in full form as keys; values are kept raw (stripped), one entry
+per header line, so a message relays byte-for-byte equivalent values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from switch.sip.errors import SipError
+from switch.sip.headers import (
+    TOKEN_RE,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_name_addr,
+    parse_uint,
+    parse_via,
+    split_commas,
+)
+from switch.sip.uri import SipUri, parse_uri
+
+# RFC 3261 section 7.3.3 and the registrations since: compact form -> full name.
+COMPACT: dict[str, str] = {
+    "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
+    "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to", "v": "via",
+    "r": "refer-to", "b": "referred-by", "o": "event", "u": "allow-events", "x": "session-expires",
+    "a": "accept-contact", "j": "reject-contact", "d": "request-disposition", "y": "identity",
+    "n": "identity-info",
+}
+
+CANONICAL: dict[str, str] = {
+    name.lower(): name
+    for name in (
+        "Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Type",
+        "Content-Length", "Route", "Record-Route", "Expires", "Min-Expires", "Allow", "Supported",
+        "Require", "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding", "Accept-Language",
+        "User-Agent", "Server", "WWW-Authenticate", "Authorization", "Proxy-Authenticate",
+        "Proxy-Authorization", "Authentication-Info", "Date", "Timestamp", "Retry-After", "Reason",
+        "Warning", "Subject", "Organization", "Priority", "Event", "Allow-Events", "Refer-To",
+        "Referred-By", "Session-Expires", "Min-SE", "RSeq", "RAck", "P-Asserted-Identity",
+        "P-Preferred-Identity", "Privacy", "Remote-Party-ID", "Diversion", "Content-Encoding",
+        "Content-Disposition", "Content-Language", "MIME-Version", "In-Reply-To", "Reply-To",
+        "Alert-Info", "Call-Info", "Error-Info", "Error-Info", "Path", "Service-Route",
+        "Accept-Contact", "Reject-Contact", "Request-Disposition", "Identity", "Identity-Info",
+        "Subscription-State", "X-Trunkline-Reason",
+    )
+}
+
+# Header fields that carry exactly one value (RFC 3261 section 7.3.1 and 20); two are a 400.
+SINGLE_VALUED = ("to", "from", "call-id", "cseq", "max-forwards", "content-length", "content-type")
+# Fields where a comma separates values and several lines may be combined (RFC 3261 7.3.1).
+MULTI_VALUED = frozenset(("via", "contact", "route", "record-route", "path", "service-route"))
+
+DEFAULT_MAX_SIZE = 65535  # the largest UDP datagram; larger messages get 513 (RFC 3261 18.1.1)
+
+_REQUEST_LINE_RE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) ([^ \t\r\n]+) (SIP/[0-9]+\.[0-9]+)\Z")
+_RESPONSE_LINE_RE = re.compile(r"SIP/2\.0 ([0-9]{3}) ([^\r\n]*)\Z", re.S)
+_FOLD_RE = re.compile(r"\r?\n[ \t]+")
+_CALL_ID_RE = re.compile(r"[^\s@]+(?:@[^\s@]+)?\Z")
+
+MAX_MAX_FORWARDS = 255
+
+
+# Header name as written -> key (lowercased full name).  Seeded with the usual spellings and
+# grown with the names seen, up to a bound, so that the hot loop does one dict lookup per line.
+_NAME_KEYS: dict[str, str] = {}
+_NAME_KEYS_MAX = 4096
+
+
+def _learn_name(raw_name: str) -> str | None:
+    """Key for a header name not seen before; None if it is not a token (RFC 3261 25.1)."""
+    name = raw_name.rstrip(" \t")
+    if TOKEN_RE.match(name) is None:
+        return None
+    key = name.lower()
+    key = COMPACT.get(key, key)
+    if len(_NAME_KEYS) < _NAME_KEYS_MAX:
+        _NAME_KEYS[raw_name] = key
+    return key
+
+
+for _canon in CANONICAL.values():
+    _learn_name(_canon)
+    _learn_name(_canon.lower())
+for _compact in COMPACT:
+    _learn_name(_compact)
+    _learn_name(_compact.upper())
+
+
+class SipMessage:
+    """A SIP request or response."""
+
+    __slots__ = (
+        "_from",
+        "_ruri",
+        "_to",
+        "_vias",
+        "body",
+        "call_id",
+        "cseq_method",
+        "cseq_num",
+        "headers",
+        "max_forwards",
+        "method",
+        "names",
+        "reason",
+        "status",
+        "uri",
+        "via",
+    )
+
+    def __init__(self) -> None:
+        self.method: str = ""  # requests only
+        self.uri: str = ""  # the Request-URI, raw
+        self.status: int = 0  # responses only
+        self.reason: str = ""
+        self.headers: dict[str, list[str]] = {}
+        self.names: dict[str, str] = {}  # lowercase -> spelling for non-canonical names
+        self.body: bytes = b""
+        # Validated fields (filled by the parser, or by the builder helpers).
+        self.via: Via | None = None  # topmost Via, parsed
+        self._vias: list[Via] | None = None
+        self.call_id: str = ""
+        self.cseq_num: int = 0
+        self.cseq_method: str = ""
+        self.max_forwards: int | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
+        self._ruri: SipUri | None = None
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def request(cls, method: str, uri: str, headers: Iterable[tuple[str, str]] = (),
+                body: bytes = b"") -> SipMessage:
+        msg = cls()
+        msg.method = method
+        msg.uri = uri
+        for name, value in headers:
+            msg.add(name, value)
+        msg.body = body
+        msg._refresh_fields()
+        return msg
+
+    @classmethod
+    def response(cls, status: int, reason: str, headers: Iterable[tuple[str, str]] = (),
+                 body: bytes = b"") -> SipMessage:
+        msg = cls()
+        msg.status = status
+        msg.reason = reason
+        for name, value in headers:
+            msg.add(name, value)
+        msg.body = body
+        msg._refresh_fields()
+        return msg
+
+    def _refresh_fields(self) -> None:
+        """Fill the typed fields from headers set by hand (for messages we build)."""
+        h = self.headers
+        v = h.get("via")
+        if v:
+            self.via = parse_via(split_commas(v[0])[0])
+            self._vias = None
+        if "call-id" in h:
+            self.call_id = h["call-id"][0]
+        if "cseq" in h:
+            self.cseq_num, self.cseq_method = parse_cseq(h["cseq"][0])
+        if "max-forwards" in h:
+            self.max_forwards = parse_uint(h["max-forwards"][0], "Max-Forwards", MAX_MAX_FORWARDS)
+        self._from = None
+        self._to = None
+
+    # -- header access ----------------------------------------------------------------------
+    @property
+    def is_request(self) -> bool:
+        return self.status == 0
+
+    def get(self, name: str) -> str | None:
+        values = self.headers.get(name)
+        return values[0] if values else None
+
+    def get_all(self, name: str) -> list[str]:
+        """All values of a header, split at separating commas for multi-valued fields."""
+        values = self.headers.get(name)
+        if not values:
+            return []
+        if name in MULTI_VALUED or name in ("allow", "supported", "require", "proxy-require",
+                                            "unsupported", "accept"):
+            out: list[str] = []
+            for line in values:
+                for item in split_commas(line):
+                    item = item.strip()
+                    if item:
+                        out.append(item)
+            return out
+        return list(values)
+
+    def set(self, name: str, value: str) -> None:
+        key = self._key(name)
+        self.headers[key] = [value]
+
+    def add(self, name: str, value: str, *, first: bool = False) -> None:
+        key = self._key(name)
+        values = self.headers.get(key)
+        if values is None:
+            self.headers[key] = [value]
+        elif first:
+            values.insert(0, value)
+        else:
+            values.append(value)
+
+    def remove(self, name: str) -> None:
+        self.headers.pop(name, None)
+
+    def _key(self, name: str) -> str:
+        key = name.lower()
+        key = COMPACT.get(key, key)
+        if key not in CANONICAL and key not in self.names:
+            self.names[key] = name
+        return key
+
+    # -- typed views ------------------------------------------------------------------------
+    @property
+    def from_(self) -> NameAddr:
+        if self._from is None:
+            value = self.get("from")
+            if value is None:
+                raise SipError(400, "Missing From")
+            self._from = parse_name_addr(value)
+        return self._from
+
+    @property
+    def to(self) -> NameAddr:
+        if self._to is None:
+            value = self.get("to")
+            if value is None:
+                raise SipError(400, "Missing To")
+            self._to = parse_name_addr(value)
+        return self._to
+
+    @property
+    def vias(self) -> list[Via]:
+        if self._vias is None:
+            self._vias = [parse_via(v) for v in self.get_all("via")]
+        return self._vias
+
+    @property
+    def request_uri(self) -> SipUri:
+        if self._ruri is None or self._ruri.raw != self.uri:
+            self._ruri = parse_uri(self.uri)
+        return self._ruri
+
+    def contacts(self) -> list[NameAddr]:
+        return [parse_name_addr(v, allow_star=True) for v in self.get_all("contact")]
+
+    @property
+    def content_type(self) -> str | None:
+        value = self.get("content-type")
+        if value is None:
+            return None
+        return value.split(";", 1)[0].strip().lower()
+
+    # -- serialization ----------------------------------------------------------------------
+    def start_line(self) -> str:
+        if self.status:
+            return f"SIP/2.0 {self.status} {self.reason}"
+        return f"{self.method} {self.uri} SIP/2.0"
+
+    def to_bytes(self) -> bytes:
+        out = [self.start_line()]
+        names = self.names
+        for key, values in self.headers.items():
+            if key == "content-length":
+                continue
+            name = CANONICAL.get(key) or names.get(key) or key
+            for value in values:
+                out.append(f"{name}: {value}")
+        body = self.body
+        out.append(f"Content-Length: {len(body)}\r\n\r\n")
+        head = "\r\n".join(out).encode("utf-8", "surrogateescape")
+        return head + body if body else head
+
+    def __repr__(self) -> str:
+        return f"<SipMessage {self.start_line()!r} call-id={self.call_id!r}>"
+
+
+def _fail(msg: SipMessage | None, status: int, reason: str, *, drop: bool = False) -> SipError:
+    err = SipError(status, reason, drop=drop)
+    err.message = msg
+    return err
+
+
+def parse_message(data: bytes, *, stream: bool = False, max_size: int = DEFAULT_MAX_SIZE) -> SipMessage:
+    """Parse one SIP message.
+
+    ``stream`` is False for a datagram (the body runs to the end of the datagram unless
+    Content-Length says otherwise, RFC 3261 section 18.3) and True for a message cut out of a
+    stream by :class:`switch.sip.framing.StreamFramer` (Content-Length is then authoritative).
+    Raises :class:`SipError` with the status to answer with; ``drop`` is set for responses.
+    """
+    if len(data) > max_size:
+        raise SipError(513, "Message Too Large")
+    # RFC 3261 section 7.5: empty lines before the start line SHOULD be ignored.
+    start = 0
+    n = len(data)
+    while start < n and data[start] in (13, 10):
+        start += 1
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        body_start = end + 4
+    else:
+        end = data.find(b"\n\n", start)
+        if end >= 0:
+            body_start = end + 2
+        elif stream:
+            raise SipError(400, "Missing empty line after the header fields")
+        else:
+            # A datagram whose sender left out the final CRLF: the datagram bounds the
+            # header block (liberal in what we accept; there can be no body).
+            end = body_start = len(data)
+            while end > start and data[end - 1] in (13, 10):
+                end -= 1
+    head = data[start:end].decode("utf-8", "surrogateescape")
+    if "\n" in head and ("\n " in head or "\n\t" in head):
+        head = _FOLD_RE.sub(" ", head)  # RFC 3261 section 7.3.1: folding is equivalent to one SP
+    lines = head.split("\r\n") if "\r\n" in head else head.split("\n")
+    first = lines[0]
+    msg = SipMessage()
+    version_error: SipError | None = None
+    is_response = first.startswith("SIP/")
+    if is_response:
+        m = _RESPONSE_LINE_RE.match(first)
+        if m is None:
+            raise SipError(400, "Malformed Status-Line", drop=True)
+        msg.status = int(m.group(1))
+        msg.reason = m.group(2)
+        if msg.status < 100 or msg.status > 699:
+            raise SipError(400, "Bad status code", drop=True)
+    else:
+        m = _REQUEST_LINE_RE.match(first)
+        if m is None:
+            # RFC 3261 section 25.1: Request-Line = Method SP Request-URI SP SIP-Version CRLF,
+            # single spaces and no trailing whitespace (RFC 4475 sections 3.1.2.9, 3.1.2.10).
+            raise SipError(400, "Malformed Request-Line")
+        msg.method = m.group(1)
+        msg.uri = m.group(2)
+        if m.group(3) != "SIP/2.0":
+            # The line still needs headers we can copy to be answered; the caller sees .message.
+            version_error = SipError(505, "Version Not Supported")
+        if msg.uri[0] == "<":
+            raise SipError(400, "Request-URI must not be enclosed in <>")
+    headers = msg.headers
+    names = msg.names
+    name_keys = _NAME_KEYS
+    for line in lines[1:]:
+        colon = line.find(":")
+        if colon <= 0:
+            if not line.strip():
+                continue
+            raise _fail(msg, 400, "Malformed header line", drop=is_response)
+        raw_name = line[:colon]
+        key = name_keys.get(raw_name)
+        if key is None:
+            key = _learn_name(raw_name)
+            if key is None:
+                raise _fail(msg, 400, "Malformed header name", drop=is_response)
+        if key not in CANONICAL and key not in names:
+            names[key] = raw_name.rstrip()
+        value = line[colon + 1:].strip()
+        values = headers.get(key)
+        if values is None:
+            headers[key] = [value]
+        else:
+            values.append(value)
+
+    if version_error is not None:
+        version_error.message = msg
+        raise version_error
+    # Body and Content-Length (RFC 3261 sections 18.3 and 20.14).
+    rest = data[body_start:]
+    cl_values = headers.get("content-length")
+    if cl_values is not None:
+        if len(cl_values) != 1:
+            raise _fail(msg, 400, "Multiple Content-Length values", drop=is_response)
+        cl_text = cl_values[0]
+        if not cl_text.isdigit() or not cl_text.isascii():
+            raise _fail(msg, 400, "Malformed Content-Length", drop=is_response)
+        cl = int(cl_text)
+        if cl > len(rest):
+            # RFC 3261 section 18.3: on a datagram a short body is an error (400).
+            raise _fail(msg, 400, "Content-Length larger than the message body", drop=is_response)
+        msg.body = rest[:cl]  # octets after the body are ignored (RFC 4475 section 3.1.1.8)
+    else:
+        if stream and rest:
+            raise _fail(msg, 400, "Content-Length required on stream transports", drop=is_response)
+        msg.body = rest
+
+    # Mandatory header fields (RFC 3261 section 8.1.1) and their single-valuedness.
+    for key in SINGLE_VALUED:
+        values = headers.get(key)
+        if values is not None and len(values) > 1:
+            raise _fail(msg, 400, f"Multiple {CANONICAL[key]} values", drop=is_response)
+    vias = headers.get("via")
+    if not vias:
+        raise _fail(None, 400, "Missing Via", drop=True)
+    try:
+        msg.via = parse_via(split_commas(vias[0])[0])
+    except SipError as exc:
+        # Still answerable for a request: the transport replies to the packet's source.
+        raise _fail(msg, 400, exc.reason, drop=is_response) from None
+    for key in ("from", "to", "call-id", "cseq"):
+        if key not in headers:
+            raise _fail(msg, 400, f"Missing {CANONICAL[key]} header", drop=is_response)
+    call_id = headers["call-id"][0]
+    if _CALL_ID_RE.match(call_id) is None:
+        raise _fail(msg, 400, "Malformed Call-ID", drop=is_response)
+    msg.call_id = call_id
+    try:
+        msg.cseq_num, msg.cseq_method = parse_cseq(headers["cseq"][0])
+        if not is_response:
+            if msg.cseq_method != msg.method:
+                # RFC 3261 section 8.1.1.5: the CSeq method MUST match the request's method.
+                raise SipError(400, "CSeq method does not match the Request-Line")
+            mf = headers.get("max-forwards")
+            if mf is not None:
+                msg.max_forwards = parse_uint(mf[0], "Max-Forwards", MAX_MAX_FORWARDS)
+            if msg.request_uri.headers is not None:
+                # RFC 3261 section 19.1.5: headers are not allowed in a Request-URI.
+                raise SipError(400, "Headers not allowed in the Request-URI")
+        msg._from = parse_name_addr(headers["from"][0], check_uri=False)
+        msg._to = parse_name_addr(headers["to"][0], check_uri=False)
+    except SipError as exc:
+        raise _fail(msg, 400, exc.reason, drop=is_response) from None
+    return msg
+
+
+def response_for(request: SipMessage, status: int, reason: str, *, to_tag: str | None = None,
+                 headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> SipMessage:
+    """A response to ``request`` with the fields RFC 3261 section 8.2.6.2 says to copy."""
+    resp = SipMessage()
+    resp.status = status
+    resp.reason = reason
+    h = resp.headers
+    src = request.headers
+    vias = src.get("via")
+    if vias:
+        h["via"] = list(vias)
+    resp.via = request.via
+    h["from"] = list(src.get("from", ()))
+    to = src.get("to", [""])[0]
+    if to_tag is not None and status != 100 and ";tag=" not in to.replace(" ", "").lower():
+        to = f"{to};tag={to_tag}"
+    h["to"] = [to]
+    h["call-id"] = list(src.get("call-id", ()))
+    h["cseq"] = list(src.get("cseq", ()))
+    resp.call_id = request.call_id
+    resp.cseq_num = request.cseq_num
+    resp.cseq_method = request.cseq_method
+    if status == 100 and "timestamp" in src:
+        h["timestamp"] = list(src["timestamp"])  # RFC 3261 section 8.2.6.1
+    for name, value in headers:
+        resp.add(name, value)
+    resp.body = body
+    return resp

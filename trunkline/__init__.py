@@ -1,0 +1,1 @@
+"""Trunkline's composition root: configuration, wiring of the packages, and the ``trunkline`` command."""

@@ -1,0 +1,5 @@
+import sys
+
+from trunkline.cli import main
+
+sys.exit(main())

@@ -1,0 +1,218 @@
+"""The composition root: wires provisioning, the CDR writer and the admin API into the switch.
+
+This is the one place that knows every package (ARCHITECTURE.md, "Which way imports go").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from provisioning.bindings import DbBindingStore
+from provisioning.cdr_writer import DbCdrWriter
+from provisioning.db import session_factory_from_url
+from provisioning.migrate import upgrade
+from provisioning.snapshot import SnapshotWatcher
+from provisioning.tokens import ensure_admin_token
+from switch.call.core import CoreConfig, SwitchCore
+from switch.io.transport import ListenConfig, SipTransports
+from switch.registrar.auth import DeviceAuth
+from switch.registrar.guard import AuthGuard
+from switch.registrar.registrar import Registrar, RegistrarConfig
+from switch.sip import ids
+from switch.sip.digest import DigestAuthenticator
+from switch.transaction.layer import TimerConfig
+from switch.transaction.timers import TimerQueue
+from trunkline.config import Settings
+
+log = logging.getLogger("trunkline")
+
+
+class SwitchCollector(Collector):
+    """Prometheus view of the switch's live counters, read at scrape time (off the hot path)."""
+
+    def __init__(self, switch: Switch) -> None:
+        self.switch = switch
+
+    def collect(self) -> Iterator[Any]:
+        sw = self.switch
+        core = sw.core
+        yield GaugeMetricFamily("trunkline_registrations", "Current registered contacts (bindings)",
+                                value=sw.registrar.count)
+        yield GaugeMetricFamily("trunkline_active_calls", "Calls answered and not yet ended",
+                                value=core.active_calls)
+        yield GaugeMetricFamily("trunkline_calls_in_progress", "Call attempts being set up or up",
+                                value=len(core.calls))
+        yield GaugeMetricFamily("trunkline_transactions", "Live SIP transactions", value=len(core.layer))
+        responses = CounterMetricFamily("trunkline_sip_responses", "SIP responses sent by the switch", labels=["code"])
+        for code, n in sorted(core.stats.responses.items()):
+            responses.add_metric([str(code)], n)
+        yield responses
+        requests = CounterMetricFamily("trunkline_sip_requests", "SIP requests received", labels=["method"])
+        for method, n in sorted(core.stats.requests.items()):
+            requests.add_metric([method[:32]], n)
+        yield requests
+        yield CounterMetricFamily("trunkline_sip_parse_errors", "Malformed SIP messages received",
+                                  value=core.stats.parse_errors)
+        yield CounterMetricFamily("trunkline_calls", "Call attempts routed to a callee", value=core.stats.calls_started)
+        yield CounterMetricFamily("trunkline_cdrs", "CDRs emitted", value=core.stats.cdrs)
+        yield CounterMetricFamily("trunkline_auth_failures", "Failed digest authentications",
+                                  value=sw.auth.failures)
+        yield CounterMetricFamily("trunkline_auth_blocks", "Sources blocked after repeated authentication failures",
+                                  value=sw.auth.blocks)
+        yield GaugeMetricFamily("trunkline_auth_blocked_sources", "Sources currently blocked",
+                                value=sw.auth.guard.blocked_count(time.time()))
+
+
+@dataclass
+class Switch:
+    """Everything ``trunkline run`` starts, for the CLI and for tests that run it in-process."""
+
+    settings: Settings
+    transports: SipTransports
+    core: SwitchCore
+    registrar: Registrar
+    auth: DeviceAuth
+    watcher: SnapshotWatcher
+    bindings: DbBindingStore
+    cdrs: DbCdrWriter
+    session_factory: Any
+    admin_token: str | None = None
+    api_server: Any = None
+    api_task: asyncio.Task[None] | None = None
+    collectors: list[tuple[CollectorRegistry, Collector]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        if self.api_server is not None:
+            self.api_server.should_exit = True
+        if self.api_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.api_task, timeout=5)
+        await self.transports.stop()
+        self.watcher.stop()
+        # Flush what the switch handed over: bindings and CDRs must reach the database.
+        self.bindings.close()
+        self.cdrs.close()
+        for registry, collector in self.collectors:
+            with contextlib.suppress(KeyError):
+                registry.unregister(collector)
+
+
+async def start_switch(settings: Settings, *, registry: CollectorRegistry | None = None) -> Switch:
+    """Migrate the database, load provisioning and bindings, open the SIP ports and the API."""
+    loop = asyncio.get_running_loop()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.database_url
+    await loop.run_in_executor(None, upgrade, url)
+    session_factory = session_factory_from_url(url)
+    admin_token = await loop.run_in_executor(
+        None, lambda: ensure_admin_token(session_factory, env_token=settings.admin_token,
+                                         token_file=settings.var_dir / "admin-token"))
+    watcher = await loop.run_in_executor(None, lambda: SnapshotWatcher(session_factory).start())
+    bindings = DbBindingStore(session_factory).start()
+    cdrs = DbCdrWriter(session_factory).start()
+
+    sip = settings.sip
+    a = settings.auth
+    timers = TimerQueue()
+    transports = SipTransports(
+        ListenConfig(host=sip.host, ports=tuple(sip.ports), udp=sip.udp, tcp=sip.tcp,
+                     max_message_size=sip.max_message_size, max_tcp_connections=sip.max_tcp_connections,
+                     advertised_host=sip.advertised_host),
+        timers, loop)
+    digest = DigestAuthenticator(algorithms=a.algorithms, nonce_ttl=a.nonce_ttl)
+    guard = AuthGuard(window=a.guard_window, slow_after=a.guard_slow_after, block_after=a.guard_block_after,
+                      block_for=a.guard_block_for, max_delay=a.guard_max_delay)
+    auth = DeviceAuth(watcher, digest, guard, default_realm=sip.realm, check_uri=a.check_uri)
+    r = settings.registrar
+    registrar = Registrar(watcher, auth, bindings,
+                          RegistrarConfig(min_expires=r.min_expires, max_expires=r.max_expires,
+                                          default_expires=r.default_expires, max_contacts=r.max_contacts),
+                          to_tag=ids.new_tag)
+    registrar.load(await loop.run_in_executor(None, bindings.load_bindings))
+    core = SwitchCore(
+        sender=transports, timers=timers, directory=watcher, registrar=registrar, auth=auth, cdr_sink=cdrs,
+        local_address=transports.local_address, mono=loop.time,
+        config=CoreConfig(no_answer_timeout=sip.no_answer_timeout,
+                          timers=TimerConfig(t1=sip.t1, t2=sip.t2, t4=sip.t4)),
+    )
+    transports.sink = core
+    transports.on_connection_lost = registrar.connection_lost
+
+    def changed(changes: list[tuple[str, int]]) -> None:
+        # Runs on the watcher's thread: hop onto the event loop, where all switch state lives.
+        loop.call_soon_threadsafe(core.provisioning_changed, list(changes))
+
+    watcher.add_listener(changed)
+    await transports.start()
+    transports.arm_timer()
+
+    switch = Switch(settings=settings, transports=transports, core=core, registrar=registrar, auth=auth,
+                    watcher=watcher, bindings=bindings, cdrs=cdrs, session_factory=session_factory,
+                    admin_token=admin_token)
+    reg = registry if registry is not None else REGISTRY
+    collector = SwitchCollector(switch)
+    reg.register(collector)
+    switch.collectors.append((reg, collector))
+    if settings.api.enabled:
+        await _start_api(switch, reg)
+    log.info("Trunkline started: %d binding(s) restored, SIP %s, admin API %s", registrar.count,
+             ", ".join(f"{t}/{p}" for t, _h, p in transports.bound),
+             f"http://{settings.api.host}:{settings.api.port}" if settings.api.enabled else "off")
+    return switch
+
+
+async def _start_api(switch: Switch, registry: CollectorRegistry) -> None:
+    import uvicorn
+
+    from admin_api.app import create_app
+
+    app = create_app(session_factory=switch.session_factory, realm_default=switch.settings.sip.realm,
+                     metrics_registry=registry)
+
+    class _Server(uvicorn.Server):
+        # The switch owns the process's signals (it must flush CDRs and bindings on exit).
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    api = switch.settings.api
+    server = _Server(uvicorn.Config(app, host=api.host, port=api.port, log_level="warning", access_log=False,
+                                    lifespan="off"))
+    switch.api_server = server
+    switch.api_task = asyncio.get_running_loop().create_task(server.serve())
+    for _ in range(200):  # wait until it listens (or failed) so callers can use it at once
+        if server.started or switch.api_task.done():
+            break
+        await asyncio.sleep(0.01)
+    if switch.api_task.done():
+        exc = switch.api_task.exception()
+        raise RuntimeError(f"admin API failed to start on {api.host}:{api.port}: {exc}")
+
+
+async def run_forever(settings: Settings) -> None:
+    switch = await start_switch(settings)
+    if switch.admin_token:
+        # Printed once, on the first start; only its hash is stored (also in var/admin-token, mode 600).
+        import sys
+
+        sys.stdout.write(f"Admin API token (shown once, also saved to {settings.var_dir / 'admin-token'}):\n"
+                         f"  {switch.admin_token}\n")
+        sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await switch.stop()

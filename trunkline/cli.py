@@ -1,0 +1,74 @@
+"""The ``trunkline`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from trunkline.config import ConfigError, load_settings
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _loop_policy() -> None:
+    try:
+        import uvloop
+    except ImportError:  # the stock loop works, only slower
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"trunkline: {exc}\n")
+        return 2
+    _setup_logging(settings.log_level)
+    _loop_policy()
+    from trunkline.app import run_forever
+
+    try:
+        asyncio.run(run_forever(settings))
+    except OSError as exc:
+        sys.stderr.write(f"trunkline: cannot start: {exc}\n")
+        return 1
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"trunkline: {exc}\n")
+        return 2
+    _setup_logging(settings.log_level)
+    from provisioning.migrate import upgrade
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    sys.stdout.write("database is at the latest schema\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trunkline", description="Trunkline softswitch")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the switch (SIP, registrar, B2BUA, admin API)")
+    run.add_argument("--config", help="TOML configuration file (TRUNKLINE_* variables override it)")
+    run.set_defaults(func=cmd_run)
+    mig = sub.add_parser("migrate", help="create or upgrade the database schema")
+    mig.add_argument("--config")
+    mig.set_defaults(func=cmd_migrate)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
