@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from admin_api.deps import get_principal
 from admin_api.errors import install_error_handlers
 from admin_api.routers import customers, health, ip_devices, sip_devices
+from admin_api.schemas.common import ConflictDetail, ErrorDetail
 from provisioning.tokens import verifier_for
 
 API_PREFIX = "/api/v1"
@@ -38,7 +39,16 @@ def create_app(
     app.state.token_verifier = verifier_for(session_factory)
     install_error_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_principal)])
+    api = APIRouter(
+        prefix=API_PREFIX,
+        dependencies=[Depends(get_principal)],
+        responses={
+            401: {"model": ErrorDetail, "description": "Missing, unknown or revoked bearer token"},
+            403: {"model": ErrorDetail, "description": "The token's role may not do this at all"},
+            404: {"model": ErrorDetail, "description": "No such id, or not visible to this token"},
+            409: {"model": ConflictDetail, "description": "Duplicate or state conflict, naming the field"},
+        },
+    )
     api.include_router(customers.router)
     api.include_router(sip_devices.router)
     api.include_router(ip_devices.router)

@@ -7,13 +7,28 @@ format, so clients parse one shape for every invalid field.
 
 from __future__ import annotations
 
+import json
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 
 from provisioning.errors import Conflict, InvalidValue, NotFound, NotPermitted
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own format, but ASCII-escaped: the detail echoes the input, and input text
+        # with a lone surrogate (legal in a JSON escape) cannot be encoded as UTF-8.
+        errors = [dict(error) for error in exc.errors()]
+        for error in errors:
+            if "password" in error.get("loc", ()):
+                error.pop("input", None)  # never echo a secret back (or into access logs)
+        body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
+        return Response(content=body, status_code=422, media_type="application/json")
+
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": exc.message})

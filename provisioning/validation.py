@@ -20,10 +20,25 @@ TECH_PREFIX_PATTERN = r"^[0-9]{0,16}$"
 DISPLAY_NAME_PATTERN = r'^[^"\\\x00-\x1f\x7f]{1,64}$'
 # A DNS name (RFC 1123 labels), lowercase after normalisation.
 DOMAIN_PATTERN = r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+# Free text (names, filters): no control characters; PostgreSQL refuses NUL in text outright.
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
 
+# Ids are 32-bit INTEGER columns; anything outside is simply "not found", never a database error.
+MAX_ID = 2**31 - 1
+
 _DOMAIN_RE = re.compile(DOMAIN_PATTERN)
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def is_valid_id(value: int) -> bool:
+    return 1 <= value <= MAX_ID
+
+
+def has_lone_surrogate(value: str) -> bool:
+    """True for text that cannot be encoded as UTF-8 (JSON escapes can smuggle these in)."""
+    return _SURROGATE_RE.search(value) is not None
 
 
 def normalize_domain(value: str) -> str:

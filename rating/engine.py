@@ -30,6 +30,7 @@ import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -57,7 +58,7 @@ T_MAX = T_LIMIT - 1  # accepted instants: 0 <= t < T_MAX
 MAX_MULTI_WINDOW_PREFIXES = 1 << (62 - T_BITS)
 # segment x deck tables bigger than this are split into several match groups.
 MAX_GROUP_TABLE = 64_000_000
-CHUNK = 1 << 15
+CHUNK = 1 << 14
 PLAN_BITS = 22  # rate (< 2**40 micro-units) and plan id share one int64: rate << 22 | plan
 BILL_CAP = 7_200  # billed-seconds tables cover calls up to two hours
 MAX_BILL_TABLE = 8_000_000
@@ -263,6 +264,15 @@ class CompiledBook:
                 self.lvl_tariff[k, i] = self.tariff_code[acc.tariff]
                 self.lvl_account[k, i] = aid
                 self.lvl_decimals[k, i] = acc.billing_decimals
+        self.tz_names = sorted({a.timezone for a in accs})
+        tz_code = {z: i for i, z in enumerate(self.tz_names)}
+        self.acc_tz = np.array([tz_code[a.timezone] for a in accs] or [0], dtype=np.int64)
+        # A level whose accounts all use the same matching structure as the level below them
+        # (derived tariffs without overrides: the usual reseller chain) reuses that level's rows.
+        lvl_struct = np.where(self.lvl_tariff >= 0, self.struct_of[np.maximum(self.lvl_tariff, 0)], -1)
+        self.lvl_same_rows = [False] + [
+            bool(np.all((lvl_struct[k] < 0) | (lvl_struct[k] == lvl_struct[k - 1]))) for k in range(1, self.depth)
+        ]
         self.acc_is_customer = np.array([a.kind == CUSTOMER for a in accs], dtype=np.bool_)
         self.acc_has_bundle = np.zeros(max(n, 1), dtype=np.bool_)
         bundle_accounts = {b.account_id for b in book.bundles}
@@ -557,7 +567,7 @@ _BAD_REASONS = (
 )
 
 
-def _np(s: pl.Series, dtype: type[np.generic]) -> npt.NDArray[np.generic]:
+def _np(s: pl.Series, dtype: type[np.generic]) -> Any:
     a = s.to_numpy()
     return a if a.dtype == dtype else a.astype(dtype)
 
@@ -681,9 +691,9 @@ def rate_frame(
         ids = cdrs.get_column("call_id").cast(pl.String)
         problems = []
         for bit, what in enumerate(_BAD_REASONS):
-            hit = np.flatnonzero(bt.bad & (1 << bit))
-            if len(hit):
-                problems.append((what, [str(x) for x in ids.gather(hit[:50]).to_list()]))
+            rows = np.flatnonzero(bt.bad & (1 << bit))
+            if len(rows):
+                problems.append((what, [str(x) for x in ids.gather(rows[:50]).to_list()]))
         raise RatingInputError(problems)
     bundle = _apply_bundles(cb, cdrs, bt, bundle_usage)
     return _output(cb, cdrs, bt, bundle)
@@ -744,6 +754,7 @@ def _rate_chunk(cb: CompiledBook, bt: _Batch, lo: int, hi: int) -> None:
     big = np.flatnonzero(deff > cap)
     segs: dict[int, tuple[I32, B8]] = {}
     single_group = len(cb.groups) == 1
+    prev_row: I64 | None = None
     # -- one pass per level: customer, resellers, carrier ---------------------------------------
     for level in range(cb.depth + 1):
         if level < cb.depth:
@@ -764,7 +775,10 @@ def _rate_chunk(cb: CompiledBook, bt: _Batch, lo: int, hi: int) -> None:
                 bt.status[sl] = S_NO_RATE
             continue
         tar_c = np.maximum(tar, 0)
-        if single_group:
+        if level < cb.depth and cb.lvl_same_rows[level] and prev_row is not None:
+            row = prev_row.copy()
+            row[~has] = -1
+        elif single_group:
             g0 = cb.groups[0]
             if 0 not in segs:
                 seg = cb.segments(g0, key)
@@ -794,6 +808,7 @@ def _rate_chunk(cb: CompiledBook, bt: _Batch, lo: int, hi: int) -> None:
         if any_slow:
             for j in np.flatnonzero(slow & has).tolist():
                 row[j] = cb.slow_rows(int(cb.struct_of[tar_c[j]]), bt.slow_digits[lo + j], int(t[j]))
+        prev_row = row
         ok = row >= 0
         vi = np.where(ok, row + cb.t_delta[tar_c], 0)
         rate_plan = cb.v_rate_plan[vi]
@@ -904,7 +919,7 @@ def _apply_bundles(cb: CompiledBook, cdrs: pl.DataFrame, bt: _Batch, usage: pl.D
     n = cdrs.height
     status, billed0, vi0, debit, t = bt.status, bt.billed0, bt.vi0, bt.amounts[0], bt.t
     seconds = np.zeros(n, dtype=np.int64)
-    null_i64 = pl.Series([None] * n, dtype=pl.Int64)
+    null_i64 = _nulls(n)
     if not cb.book.bundles:
         return _BundleResult(seconds, null_i64.rename("bundle_id"), null_i64.rename("bundle_month"))
     acc = bt.acc
@@ -948,7 +963,7 @@ def _apply_bundles(cb: CompiledBook, cdrs: pl.DataFrame, bt: _Batch, usage: pl.D
         z = zones.filter(pl.col("len") == length)
         if length <= KEY_DIGITS:
             # integer stems: the first `length` digits of the number, if it has that many
-            stem = pl.when(pl.col("ndig") >= length).then(pl.col("key") // int(_POW10[KEY_DIGITS - length]))
+            stem: pl.Expr = pl.when(pl.col("ndig") >= length).then(pl.col("key") // int(_POW10[KEY_DIGITS - length]))
             zt = z.select("account_id", pl.col("zone").cast(pl.Int64).alias("stem"), "bundle_id", "allowance")
         else:
             if digits is None:
@@ -974,13 +989,12 @@ def _apply_bundles(cb: CompiledBook, cdrs: pl.DataFrame, bt: _Batch, usage: pl.D
     if not matched.height:
         return _BundleResult(seconds, null_i64.rename("bundle_id"), null_i64.rename("bundle_month"))
     # calendar month in the customer's time zone
-    tz_of = {a.id: a.timezone for a in cb.book.accounts}
     months = np.zeros(matched.height, dtype=np.int64)
-    acc_ids = matched.get_column("account_id").to_numpy()
     tt = matched.get_column("t").to_numpy()
-    tzs = np.array([tz_of[int(a)] for a in acc_ids.tolist()], dtype=object)
-    for tz_name in set(tzs.tolist()):
-        sel = np.flatnonzero(tzs == tz_name)
+    tzs = cb.acc_tz[bt.acc[matched.get_column("i").to_numpy()]]
+    for code in np.unique(tzs).tolist():
+        tz_name = cb.tz_names[code]
+        sel = np.flatnonzero(tzs == code)
         starts, labels = month_starts(tz_name, int(tt[sel].min()), int(tt[sel].max()))
         months[sel] = labels[np.searchsorted(starts, tt[sel], side="right") - 1]
     matched = matched.with_columns(pl.Series("bundle_month", months, dtype=pl.Int64))
@@ -1014,8 +1028,8 @@ def _apply_bundles(cb: CompiledBook, cdrs: pl.DataFrame, bt: _Batch, usage: pl.D
     partial = (covered > 0) & (covered < billed)
     new = (cb.v_fee60[vi] + cb.v_rate[vi] * (billed - covered) + den // 2) // den
     debit[idx] = np.where(covered == billed, 0, np.where(partial, new, debit[idx]))
-    bid = pl.Series("bundle_id", [None] * n, dtype=pl.Int64).scatter(idx, matched.get_column("bundle_id"))
-    mon = pl.Series("bundle_month", [None] * n, dtype=pl.Int64).scatter(idx, matched.get_column("bundle_month"))
+    bid = _nulls(n).scatter(idx, matched.get_column("bundle_id")).rename("bundle_id")
+    mon = _nulls(n).scatter(idx, matched.get_column("bundle_month")).rename("bundle_month")
     return _BundleResult(seconds, bid, mon)
 
 
@@ -1023,37 +1037,50 @@ def _apply_bundles(cb: CompiledBook, cdrs: pl.DataFrame, bt: _Batch, usage: pl.D
 # output
 
 
+def _nulls(n: int) -> pl.Series:
+    return pl.repeat(None, n, dtype=pl.Int64, eager=True)
+
+
 def _output(cb: CompiledBook, cdrs: pl.DataFrame, bt: _Batch, bundle: _BundleResult) -> pl.DataFrame:
+    # numpy arrays go in without copies; nulls are applied by one parallel polars pass
     rated = bt.found[0]
-    unrated = ~rated
-
-    def masked(name: str, values: npt.NDArray[np.generic], null: B8) -> pl.Series:
-        return pl.Series(name, np.ma.masked_array(values, mask=null))
-
     idx0 = pl.Series(np.where(rated, bt.vi0, 0))
     cols: list[pl.Series] = [
         cdrs.get_column("call_id").alias("call_id"),
         pl.Series("status", bt.status).replace_strict(dict(enumerate(STATUS_CATEGORIES)), return_dtype=STATUS_DTYPE),
         _gather_text(cb.v_prefix_enum, idx0).alias("prefix"),
         _gather_text(cb.v_dest_enum, idx0).alias("destination_name"),
-        masked("billed_seconds", bt.billed0, unrated),
-        masked("bundle_seconds", bundle.seconds, unrated),
+        pl.Series("billed_seconds", bt.billed0),
+        pl.Series("bundle_seconds", bundle.seconds),
         bundle.bundle_id,
         bundle.month,
-        masked("debit", bt.amounts[0], unrated),
+        pl.Series("debit", bt.amounts[0]),
         pl.Series("debit_decimals", bt.decimals[0]),
-        masked("carrier_cost", bt.amounts[cb.depth], unrated | ~bt.found[cb.depth]),
+        pl.Series("carrier_cost", bt.amounts[cb.depth]),
+        pl.Series("__rated", rated),
+        pl.Series("__carrier", bt.found[cb.depth]),
     ]
+    exprs = [
+        pl.when(pl.col("__rated"))
+        .then(pl.col("prefix", "destination_name", "billed_seconds", "bundle_seconds", "debit"))
+        .name.keep(),
+        pl.when(pl.col("__rated") & pl.col("__carrier")).then(pl.col("carrier_cost")).alias("carrier_cost"),
+    ]
+    drop = ["__rated", "__carrier"]
     for k in range(cb.depth):
-        absent = bt.accounts[k] < 0
-        cols.append(masked(f"account_l{k}", bt.accounts[k], absent))
-        cols.append(masked(f"amount_l{k}", bt.amounts[k], absent | unrated | ~bt.found[k]))
-        cols.append(masked(f"decimals_l{k}", bt.decimals[k], absent))
-    out = pl.DataFrame(cols)
-    # prefix / destination are null where the customer's tariff has no row
-    return out.with_columns(
-        pl.when(pl.col("status") != "no_rate").then(pl.col("prefix", "destination_name")).name.keep()
-    )
+        cols.append(pl.Series(f"account_l{k}", bt.accounts[k]))
+        cols.append(pl.Series(f"amount_l{k}", bt.amounts[k]))
+        cols.append(pl.Series(f"decimals_l{k}", bt.decimals[k]))
+        cols.append(pl.Series(f"__found{k}", bt.found[k]))
+        present = pl.col(f"account_l{k}") >= 0
+        exprs.append(pl.when(present).then(pl.col(f"account_l{k}", f"decimals_l{k}")).name.keep())
+        exprs.append(
+            pl.when(present & pl.col("__rated") & pl.col(f"__found{k}"))
+            .then(pl.col(f"amount_l{k}"))
+            .alias(f"amount_l{k}")
+        )
+        drop.append(f"__found{k}")
+    return pl.DataFrame(cols).with_columns(exprs).drop(drop)
 
 
 def _gather_text(values: pl.Series, idx: pl.Series) -> pl.Series:

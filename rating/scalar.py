@@ -107,8 +107,8 @@ class RatedCall:
     status: str
     prefix: str | None
     destination_name: str | None
-    billed_seconds: int | None
-    bundle_seconds: int
+    billed_seconds: int | None  # None when no_rate
+    bundle_seconds: int | None  # None when no_rate
     bundle_id: int | None
     bundle_month: int | None  # yyyymm in the customer's time zone
     debit: int | None
@@ -307,7 +307,7 @@ class ScalarRater:
         first = self.cost(customer.tariff, number, t, duration_ms, dec0, answered=answered)
         if first.status == NO_RATE:
             levels = tuple(Level(a, None, book.account_by_id[a].billing_decimals) for a in chain)
-            return RatedCall(call_id, NO_RATE, None, None, None, 0, None, None, None, dec0, None, levels)
+            return RatedCall(call_id, NO_RATE, None, None, None, None, None, None, None, dec0, None, levels)
         row = first.row
         assert row is not None and first.amount is not None
         debit = first.amount

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -108,6 +110,26 @@ class Switch:
                 registry.unregister(collector)
 
 
+def _nonce_secret(settings: Settings) -> bytes:
+    """The key that signs digest nonces, kept in var/ (mode 600) so a restart does not turn every
+    phone's current nonce into an authentication failure; nodes of a cluster share it through
+    ``auth.nonce_secret``."""
+    if settings.auth.nonce_secret:
+        return settings.auth.nonce_secret.encode()
+    path = settings.var_dir / "nonce-secret"
+    try:
+        data = bytes.fromhex(path.read_text().strip())
+        if len(data) >= 16:
+            return data
+    except (OSError, ValueError):
+        pass
+    data = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(data.hex() + "\n")
+    return data
+
+
 async def start_switch(settings: Settings, *, registry: CollectorRegistry | None = None) -> Switch:
     """Migrate the database, load provisioning and bindings, open the SIP ports and the API."""
     loop = asyncio.get_running_loop()
@@ -130,7 +152,7 @@ async def start_switch(settings: Settings, *, registry: CollectorRegistry | None
                      max_message_size=sip.max_message_size, max_tcp_connections=sip.max_tcp_connections,
                      advertised_host=sip.advertised_host),
         timers, loop)
-    digest = DigestAuthenticator(algorithms=a.algorithms, nonce_ttl=a.nonce_ttl)
+    digest = DigestAuthenticator(secret=_nonce_secret(settings), algorithms=a.algorithms, nonce_ttl=a.nonce_ttl)
     guard = AuthGuard(window=a.guard_window, slow_after=a.guard_slow_after, block_after=a.guard_block_after,
                       block_for=a.guard_block_for, max_delay=a.guard_max_delay)
     auth = DeviceAuth(watcher, digest, guard, default_realm=sip.realm, check_uri=a.check_uri)

@@ -53,6 +53,7 @@ class RegistrarSettings(_Section):
 class AuthSettings(_Section):
     algorithms: list[str] = Field(default_factory=lambda: ["SHA-256", "MD5"])
     nonce_ttl: float = Field(300.0, gt=0)
+    nonce_secret: str | None = None  # shared by the nodes of a cluster; default: var/nonce-secret
     check_uri: bool = False  # require the digest uri to equal the Request-URI (RFC 7616 3.4.6)
     guard_window: float = Field(60.0, gt=0)
     guard_slow_after: int = Field(3, ge=1)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from admin_api.deps import CurrentPrincipal, DbSession
+from admin_api.routers._params import PageLimit, PageOffset, text_filter
 from admin_api.schemas.common import Page
 from admin_api.schemas.customers import CustomerCreate, CustomerPublic, CustomerStatus, CustomerUpdate
 from provisioning import repo
@@ -25,11 +26,11 @@ def create_customer(body: CustomerCreate, db: DbSession, principal: CurrentPrinc
 def list_customers(
     db: DbSession,
     principal: CurrentPrincipal,
-    name: Annotated[str | None, Query(max_length=100, description="Substring, any case")] = None,
+    name: Annotated[str | None, text_filter(100, "Substring, any case")] = None,
     status: CustomerStatus | None = None,
-    domain: Annotated[str | None, Query(max_length=253)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    domain: Annotated[str | None, text_filter(253)] = None,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> Page[CustomerPublic]:
     page = repo.list_customers(
         db, scope=principal.scope, name=name, status=status, domain=domain, limit=limit, offset=offset

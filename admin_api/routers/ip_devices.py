@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from admin_api.deps import CurrentPrincipal, DbSession
+from admin_api.routers._params import PageLimit, PageOffset, text_filter
 from admin_api.schemas.common import Page
 from admin_api.schemas.ip_devices import DeviceStatus, IpDeviceCreate, IpDevicePublic, IpDeviceUpdate
 from provisioning import repo
@@ -28,10 +29,10 @@ def list_ip_devices(
     customer_id: int,
     db: DbSession,
     principal: CurrentPrincipal,
-    ip: Annotated[str | None, Query(max_length=64)] = None,
+    ip: Annotated[str | None, text_filter(64)] = None,
     status: DeviceStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> Page[IpDevicePublic]:
     page = repo.list_ip_devices(
         db, scope=principal.scope, customer_id=customer_id, ip=ip, status=status, limit=limit, offset=offset

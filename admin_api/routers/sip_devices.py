@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from admin_api.deps import CurrentPrincipal, DbSession, RealmDefault
+from admin_api.routers._params import PageLimit, PageOffset, text_filter
 from admin_api.schemas.common import Page
 from admin_api.schemas.sip_devices import DeviceStatus, SipDeviceCreate, SipDevicePublic, SipDeviceUpdate
 from provisioning import repo
@@ -30,11 +31,11 @@ def list_sip_devices(
     customer_id: int,
     db: DbSession,
     principal: CurrentPrincipal,
-    username: Annotated[str | None, Query(max_length=64, description="Substring, any case")] = None,
-    extension: Annotated[str | None, Query(max_length=15)] = None,
+    username: Annotated[str | None, text_filter(64, "Substring, any case")] = None,
+    extension: Annotated[str | None, text_filter(15)] = None,
     status: DeviceStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> Page[SipDevicePublic]:
     page = repo.list_sip_devices(
         db,

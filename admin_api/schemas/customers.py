@@ -7,10 +7,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
-from admin_api.schemas.common import Domain, Limit, ReadModel, WriteModel, not_null
+from admin_api.schemas.common import Domain, Id, Limit, ReadModel, WriteModel, not_null
+from provisioning.validation import NO_CONTROL_PATTERN
 
 CustomerStatus = Literal["created", "active", "stopped", "closed"]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_CONTROL_PATTERN)
+]
 
 
 class CustomerCreate(WriteModel):
@@ -28,7 +31,7 @@ class CustomerCreate(WriteModel):
     max_sessions: Limit = Field(default=0, description="Concurrent calls; 0 = no limit")
     cps: Limit = Field(default=0, description="Call attempts per second; 0 = no limit")
     max_call_seconds: Limit = Field(default=0, description="Longest call; 0 = no limit")
-    reseller_id: int | None = Field(
+    reseller_id: Id | None = Field(
         default=None,
         description="Owning reseller; empty = directly under the service provider "
         "(for a reseller's token: that reseller)",

@@ -12,6 +12,7 @@ from provisioning.validation import (
     CALLER_NUMBER_PATTERN,
     DISPLAY_NAME_PATTERN,
     EXTENSION_PATTERN,
+    NO_CONTROL_PATTERN,
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
     USERNAME_PATTERN,
@@ -26,6 +27,7 @@ Password = Annotated[
     Field(
         min_length=PASSWORD_MIN_LENGTH,
         max_length=PASSWORD_MAX_LENGTH,
+        pattern=NO_CONTROL_PATTERN,
         description="SIP digest secret; write-only",
         json_schema_extra={"writeOnly": True},
     ),

@@ -26,12 +26,13 @@ from provisioning.repo._common import (
     flush,
     paginate,
     record_change,
+    require_match,
     require_non_negative,
     require_one_of,
 )
 from provisioning.repo.resellers import reseller_ids_under
 from provisioning.scope import Scope
-from provisioning.validation import normalize_domain
+from provisioning.validation import NO_CONTROL_PATTERN, is_valid_id, normalize_domain
 
 # What PATCH may touch.  reseller_id moves (re-parenting) come with issue 4's reseller API.
 UPDATABLE_FIELDS = ("name", "domain", "status", "max_sessions", "cps", "max_call_seconds")
@@ -49,6 +50,8 @@ def scoped_customers(scope: Scope) -> Select[Any]:
 
 
 def get_customer(session: Session, *, scope: Scope, customer_id: int, for_update: bool = False) -> Customer:
+    if not is_valid_id(customer_id):
+        raise NotFound("customer", customer_id)
     stmt = scoped_customers(scope).where(Customer.id == customer_id)
     if for_update:
         stmt = stmt.with_for_update()
@@ -80,6 +83,8 @@ def list_customers(
 
 
 def _check_reseller(session: Session, scope: Scope, reseller_id: int | None) -> int | None:
+    if reseller_id is not None and not is_valid_id(reseller_id):
+        raise InvalidValue(f"unknown reseller {reseller_id}", field="reseller_id")
     if scope.kind == "reseller":
         if reseller_id is None:
             return scope.reseller_id
@@ -118,6 +123,7 @@ def create_customer(
         raise NotPermitted("customers cannot create customers")
     if not name or not name.strip():
         raise InvalidValue("name is required", field="name")
+    require_match({"name": name}, {"name": NO_CONTROL_PATTERN})
     require_one_of(status, CUSTOMER_STATUSES, field="status")
     require_non_negative(
         {"max_sessions": max_sessions, "cps": cps, "max_call_seconds": max_call_seconds}, _LIMIT_FIELDS
@@ -157,6 +163,7 @@ def update_customer(session: Session, *, scope: Scope, customer_id: int, changes
         if values["name"] is None or not str(values["name"]).strip():
             raise InvalidValue("name is required", field="name")
         values["name"] = str(values["name"]).strip()
+        require_match(values, {"name": NO_CONTROL_PATTERN})
     if "domain" in values:
         new_domain = _domain(values["domain"])
         if customer.domain is not None and new_domain != customer.domain:

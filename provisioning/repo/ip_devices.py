@@ -22,7 +22,7 @@ from provisioning.repo._common import (
 )
 from provisioning.repo.customers import get_customer
 from provisioning.scope import Scope
-from provisioning.validation import CALLER_NUMBER_PATTERN, TECH_PREFIX_PATTERN, normalize_ip
+from provisioning.validation import CALLER_NUMBER_PATTERN, TECH_PREFIX_PATTERN, is_valid_id, normalize_ip
 
 UPDATABLE_FIELDS = ("ip", "port", "tech_prefix", "status", "max_sessions", "cps", "caller_number")
 _NOT_NULL = ("ip", "tech_prefix", "status", "max_sessions", "cps")
@@ -44,7 +44,7 @@ def _port(value: int | None) -> int | None:
 
 def get_ip_device(session: Session, *, scope: Scope, customer_id: int, device_id: int) -> IpDevice:
     customer = get_customer(session, scope=scope, customer_id=customer_id)
-    device = session.get(IpDevice, device_id)
+    device = session.get(IpDevice, device_id) if is_valid_id(device_id) else None
     if device is None or device.customer_id != customer.id:
         raise NotFound("IP device", device_id)
     return device

@@ -9,6 +9,7 @@ from provisioning.errors import InvalidValue, NotFound, NotPermitted
 from provisioning.models import ENTITY_RESELLER, RESELLER_STATUSES, Reseller
 from provisioning.repo._common import flush, record_change, require_one_of
 from provisioning.scope import Scope
+from provisioning.validation import is_valid_id
 
 
 def _visible(scope: Scope, reseller: Reseller) -> bool:
@@ -20,7 +21,7 @@ def _visible(scope: Scope, reseller: Reseller) -> bool:
 
 
 def get_reseller(session: Session, *, scope: Scope, reseller_id: int) -> Reseller:
-    reseller = session.get(Reseller, reseller_id)
+    reseller = session.get(Reseller, reseller_id) if is_valid_id(reseller_id) else None
     if reseller is None or not _visible(scope, reseller):
         raise NotFound("reseller", reseller_id)
     return reseller
@@ -47,7 +48,7 @@ def create_reseller(
         parent_id = scope.reseller_id
     parent: Reseller | None = None
     if parent_id is not None:
-        parent = session.get(Reseller, parent_id)
+        parent = session.get(Reseller, parent_id) if is_valid_id(parent_id) else None
         if parent is None or not _visible(scope, parent):
             raise InvalidValue(f"unknown reseller {parent_id}", field="parent_id")
     reseller = Reseller(name=name, parent_id=parent_id, status=status, path="")

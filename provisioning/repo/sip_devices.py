@@ -29,6 +29,7 @@ from provisioning.validation import (
     EXTENSION_PATTERN,
     PASSWORD_MIN_LENGTH,
     USERNAME_PATTERN,
+    is_valid_id,
     normalize_network,
 )
 
@@ -59,7 +60,7 @@ def realm_for(customer: Customer, default_realm: str) -> str:
 
 def get_sip_device(session: Session, *, scope: Scope, customer_id: int, device_id: int) -> SipDevice:
     customer = get_customer(session, scope=scope, customer_id=customer_id)
-    device = session.get(SipDevice, device_id)
+    device = session.get(SipDevice, device_id) if is_valid_id(device_id) else None
     if device is None or device.customer_id != customer.id:
         raise NotFound("SIP device", device_id)
     return device

@@ -36,7 +36,7 @@ from cdr.schema import (
     disposition_for_sip,
     q850_for_sip,
 )
-from switch.dialog.dialog import UAC, Dialog
+from switch.dialog.dialog import UAC, Dialog, outgoing_request
 from switch.registrar.location import Binding
 from switch.sip.message import SipMessage, response_for
 from switch.transaction.layer import ClientTransaction, ServerTransaction, new_branch
@@ -212,26 +212,24 @@ class Call:
         from_uri = f"sip:{caller.number}@{_host(host)}"
         from_value = f'"{_quote(shown)}" <{from_uri}>;tag={from_tag}' if shown else f"<{from_uri}>;tag={from_tag}"
         to_value = f"<sip:{self.callee.number}@{_host(host)}>"
-        transport = "TCP" if peer.transport == "tcp" else "UDP"
         branch = new_branch()
         contact = core.contact_for(peer)
         mf = a.max_forwards if a.max_forwards is not None else 70
-        headers: list[tuple[str, str]] = [
-            ("Via", f"SIP/2.0/{transport} {_host(host)}:{port};branch={branch};rport"),
+        fields: dict[str, list[str]] = {
             # RFC 3261 16.6 item 3 spirit: a B2BUA decrements too, so loops through it end.
-            ("Max-Forwards", str(min(mf, 70) - 1)),
-            ("From", from_value),
-            ("To", to_value),
-            ("Call-ID", call_id),
-            ("CSeq", "1 INVITE"),
-            ("Contact", contact),
-            ("Allow", ALLOW),
-        ]
+            "max-forwards": [str(min(mf, 70) - 1)],
+            "from": [from_value],
+            "to": [to_value],
+            "contact": [contact],
+            "allow": [ALLOW],
+        }
         ah = a.headers
         for key in _RELAYED:
-            for value in ah.get(key, ()):
-                headers.append((key, value))
-        req = SipMessage.request("INVITE", b.contact, headers, a.body)
+            values = ah.get(key)
+            if values:
+                fields[key] = list(values)
+        req = outgoing_request("INVITE", b.contact, transport="TCP" if peer.transport == "tcp" else "UDP", host=host,
+                               port=port, branch=branch, headers=fields, call_id=call_id, cseq=1, body=a.body)
         leg.dialog = Dialog(role=UAC, call_id=call_id, local_tag=from_tag, remote_tag=None, local=from_value,
                             remote=to_value, remote_target=b.contact, route_set=[], peer=peer, local_seq=1,
                             remote_seq=None, via_host=host, via_port=port)

@@ -9,13 +9,40 @@ from __future__ import annotations
 
 import contextlib
 
-from switch.sip.headers import parse_name_addr
+from switch.sip.headers import Via, parse_name_addr
 from switch.sip.message import SipMessage
 from switch.transaction.layer import new_branch
 from switch.transaction.peer import Peer
 
 UAS = "uas"
 UAC = "uac"
+
+
+def outgoing_request(method: str, uri: str, *, transport: str, host: str, port: int, branch: str,
+                     headers: dict[str, list[str]], call_id: str, cseq: int, body: bytes = b"") -> SipMessage:
+    """A request the switch originates, built field by field without re-parsing what we wrote.
+
+    ``headers`` holds every field but Via, CSeq and Call-ID, keyed by lowercase full name in the
+    order they go on the wire.  The top Via carries ``rport`` (RFC 3581 section 3) so that
+    answers reach us through NAT.
+    """
+    host_text = f"[{host}]" if ":" in host else host
+    via_value = f"SIP/2.0/{transport} {host_text}:{port};branch={branch};rport"
+    msg = SipMessage()
+    msg.method = method
+    msg.uri = uri
+    fields: dict[str, list[str]] = {"via": [via_value]}
+    fields.update(headers)
+    fields["call-id"] = [call_id]
+    fields["cseq"] = [f"{cseq} {method}"]
+    msg.headers = fields
+    msg.body = body
+    msg.via = Via(transport, host_text.lower(), port, {"branch": branch, "rport": None}, via_value)
+    msg.call_id = call_id
+    msg.cseq_num = cseq
+    msg.cseq_method = method
+    msg.max_forwards = 70
+    return msg
 
 
 class Dialog:
@@ -87,22 +114,16 @@ class Dialog:
         if cseq is None:
             self.local_seq += 1
             cseq = self.local_seq
-        transport = "TCP" if self.peer.transport == "tcp" else "UDP"
-        host = self.via_host if ":" not in self.via_host else f"[{self.via_host}]"
-        headers: list[tuple[str, str]] = [
-            ("Via", f"SIP/2.0/{transport} {host}:{self.via_port};branch={branch or new_branch()};rport"),
-            ("Max-Forwards", "70"),
-            ("From", self.local),
-            ("To", self.remote),
-            ("Call-ID", self.call_id),
-            ("CSeq", f"{cseq} {method}"),
-        ]
-        for route in self.route_set:
-            headers.append(("Route", route))
+        fields: dict[str, list[str]] = {"max-forwards": ["70"], "from": [self.local], "to": [self.remote]}
+        if self.route_set:
+            fields["route"] = list(self.route_set)
         if contact is not None:
-            headers.append(("Contact", contact))
+            fields["contact"] = [contact]
         if extra:
-            headers.extend(extra)
+            for name, value in extra:
+                fields.setdefault(name.lower(), []).append(value)
         if body and content_type:
-            headers.append(("Content-Type", content_type))
-        return SipMessage.request(method, self.remote_target, headers, body)
+            fields["content-type"] = [content_type]
+        return outgoing_request(method, self.remote_target, transport="TCP" if self.peer.transport == "tcp" else "UDP",
+                                host=self.via_host, port=self.via_port, branch=branch or new_branch(),
+                                headers=fields, call_id=self.call_id, cseq=cseq, body=body)

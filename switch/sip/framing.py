@@ -15,7 +15,10 @@ from switch.sip.errors import SipError
 # A keep-alive ping seen in the stream; the caller writes back b"\r\n" (RFC 5626 4.4.1).
 PING = object()
 
-_CL_RE = re.compile(rb"\r?\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.I)
+# Content-Length (or its compact form "l") at the start of a header line; the value may be
+# folded onto continuation lines (RFC 3261 section 7.3.1).
+_CL_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)", re.I)
+_FOLD_RE = re.compile(rb"\r?\n[ \t]+")
 
 DEFAULT_MAX_HEADER = 65535
 DEFAULT_MAX_BODY = 1 << 20
@@ -24,11 +27,14 @@ DEFAULT_MAX_BODY = 1 << 20
 class StreamFramer:
     """Feed bytes in, get whole messages (bytes), :data:`PING` markers or one final SipError out."""
 
-    __slots__ = ("_buf", "_need", "broken", "max_body", "max_header")
+    __slots__ = ("_buf", "_need", "_scanned", "broken", "max_body", "max_header")
 
     def __init__(self, *, max_header: int = DEFAULT_MAX_HEADER, max_body: int = DEFAULT_MAX_BODY) -> None:
         self._buf = bytearray()
         self._need = 0  # total length of the message being collected, once its head is known
+        # How far the buffer was searched for the end of the header block without finding it:
+        # a head arriving in many small pieces is scanned once, not once per piece.
+        self._scanned = 0
         self.max_header = max_header
         self.max_body = max_body
         self.broken = False
@@ -61,29 +67,43 @@ class StreamFramer:
                     i += 1
                 del buf[:i]
                 continue
-            end = buf.find(b"\r\n\r\n")
+            end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
             if end < 0:
                 if len(buf) > self.max_header:
                     return self._break(out, SipError(513, "Message Too Large"))
+                self._scanned = len(buf)
                 break
+            self._scanned = 0
             head_len = end + 4
             if head_len > self.max_header:
                 return self._break(out, SipError(513, "Message Too Large"))
-            m = _CL_RE.search(buf, 0, end)
+            # The header block ends with its last line's CRLF (part of the blank line).
+            m = _CL_RE.search(buf, 0, end + 2)
             if m is None:
                 length = 0  # RFC 3261 18.3 makes it mandatory on streams; absent means no body
             else:
-                text = m.group(1).strip()
+                if _CL_RE.search(buf, m.end(), end + 2) is not None:
+                    # Two Content-Length fields: the message boundary is unknowable (RFC 4475
+                    # section 3.3.9), so the stream cannot be resynchronised.
+                    return self._break(out, SipError(400, "Multiple Content-Length values"))
+                text = m.group(1)
+                if b"\n" in text:
+                    text = _FOLD_RE.sub(b" ", text)
+                # The same test as the parser's, so that both see the same message boundary.
+                text = text.strip(b" \t")
                 if not text.isdigit():
                     return self._break(out, SipError(400, "Malformed Content-Length"))
-                length = int(text)
-                if length > self.max_body:
+                text = text.lstrip(b"0") or b"0"
+                # The length test first: int() refuses digit strings over 4300 digits.
+                if len(text) > 12 or int(text) > self.max_body:
                     return self._break(out, SipError(413, "Request Entity Too Large"))
+                length = int(text)
             self._need = head_len + length
         return out
 
     def _break(self, out: list[object], err: SipError) -> list[object]:
         self.broken = True
+        self._need = self._scanned = 0
         err.message = bytes(self._buf[: self.max_header])
         self._buf.clear()
         out.append(err)

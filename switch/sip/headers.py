@@ -15,18 +15,38 @@ from switch.sip.uri import SipUri, parse_uri
 TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 TOKEN_RE = re.compile(TOKEN + r"\Z")
 _QUOTED = r'"(?:[^"\\]|\\[\x00-\x7f])*"'
-# generic-param = token [ EQUAL gen-value ], gen-value = token / host / quoted-string
+_HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?"
+# generic-param = token [ EQUAL gen-value ], gen-value = token / host / quoted-string.  A bare
+# IPv6address (two colons at least) is allowed too: RFC 3261 25.1 via-received = "received"
+# EQUAL (IPv4address / IPv6address), without brackets (RFC 5118 section 4.5); it must come
+# before token, which would stop at the first ":".
 _PARAM_RE = re.compile(
-    rf"\s*;\s*({TOKEN})(?:\s*=\s*({_QUOTED}|\[[0-9A-Fa-f:.]+\]|{TOKEN}))?\s*"
+    rf"\s*;\s*({TOKEN})(?:\s*=\s*({_QUOTED}|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*"
+    rf"|{TOKEN}))?\s*"
 )
+# The common shape of a parameter list, ";name=value;flag" with no LWS, quotes or IPv6: split
+# with str methods instead of one regex match per parameter.
+_SIMPLE_PARAMS_RE = re.compile(rf"(?:;{TOKEN}(?:={TOKEN})?)*\Z")
 _DISPLAY_QUOTED_RE = re.compile(rf"\s*({_QUOTED})\s*<")
-_DISPLAY_TOKENS_RE = re.compile(rf"\s*((?:{TOKEN}\s*)*)<")
+# display-name = *(token LWS) / quoted-string.  The repetition is possessive: with a plain "*"
+# a run of token characters not followed by "<" backtracks exponentially (a one-packet DoS).
+_DISPLAY_TOKENS_RE = re.compile(rf"\s*((?:{TOKEN}\s*)*+)<")
 _ANGLE_URI_RE = re.compile(r"<([^<>\s]+)>")
+# The usual From/To/Contact shape in one match: optional display name (a quoted string
+# without escapes, or tokens separated by single spaces), <URI>, optional ";tag=token".
+# Anything else takes the general path below, which accepts the whole grammar.
+_NAME_ADDR_FAST_RE = re.compile(
+    rf'(?:"([^"\\\r\n]*)" ?|({TOKEN}(?: {TOKEN})*) ?)?<([^<>\s]+)>(?:;tag=({TOKEN}))?\Z'
+)
+# sent-protocol = protocol-name SLASH protocol-version SLASH transport; "SIP" is
+# case-insensitive like every quoted string of the ABNF (RFC 3261 section 25.1, 7.1).
 _VIA_RE = re.compile(
-    rf"\s*SIP\s*/\s*2\.0\s*/\s*({TOKEN})\s+"
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?)"
+    rf"\s*[Ss][Ii][Pp]\s*/\s*2\.0\s*/\s*({TOKEN})\s+"
+    rf"({_HOST})"
     r"(?:\s*:\s*([0-9]{1,5}))?"
 )
+# The usual Via shape (no LWS inside sent-protocol or sent-by), matched without backtracking.
+_VIA_FAST_RE = re.compile(rf"SIP/2\.0/([A-Z]+) ({_HOST})(?::([0-9]{{1,5}}))?")
 _CSEQ_RE = re.compile(rf"\s*([0-9]+)\s+({TOKEN})\s*\Z")
 _DIGITS_RE = re.compile(r"\s*([0-9]+)\s*\Z")
 
@@ -47,6 +67,13 @@ def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
     """Parse ``*( SEMI generic-param )`` from ``text[pos:]``; names are lowercased, values kept raw."""
     params: dict[str, str | None] = {}
     end = len(text)
+    if pos >= end:
+        return params
+    if _SIMPLE_PARAMS_RE.match(text, pos) is not None:
+        for item in text[pos + 1:].split(";"):
+            name, eq, value = item.partition("=")
+            params[name.lower()] = value if eq else None
+        return params
     while pos < end:
         m = _PARAM_RE.match(text, pos)
         if m is None:
@@ -136,6 +163,11 @@ def parse_name_addr(value: str, *, allow_star: bool = False, check_uri: bool = T
     full syntax is checked when :attr:`NameAddr.parsed_uri` is first read (the hot path reads
     only the tags of From and To).
     """
+    m = _NAME_ADDR_FAST_RE.match(value)
+    if m is not None:
+        quoted, tokens, uri, tag = m.groups()
+        return NameAddr(uri, quoted if quoted is not None else tokens, {} if tag is None else {"tag": tag}, True,
+                        parse_uri(uri) if check_uri else None)
     if "<" in value:
         m = _DISPLAY_QUOTED_RE.match(value)
         if m is not None:
@@ -197,36 +229,61 @@ class Via:
 
 
 def parse_via(value: str) -> Via:
-    m = _VIA_RE.match(value)
-    if m is None:
-        raise SipError(400, "Malformed Via")
-    port = int(m.group(3)) if m.group(3) else None
+    """One via-parm (RFC 3261 section 20.42, 25.1): sent-protocol, sent-by and parameters."""
+    m = _VIA_FAST_RE.match(value)
+    if m is None or (m.end() < len(value) and value[m.end()] != ";"):
+        m = _VIA_RE.match(value)
+        if m is None:
+            raise SipError(400, "Malformed Via")
+    transport, host, port_text = m.groups()
+    port = int(port_text) if port_text else None
     if port is not None and port > 65535:
         raise SipError(400, "Malformed Via port")
     params = parse_params(value, m.end())
     if "branch" in params and not params["branch"]:
         raise SipError(400, "Empty Via branch")
-    return Via(m.group(1).upper(), m.group(2).lower(), port, params, value.strip())
+    return Via(transport.upper(), host.lower(), port, params, value.strip())
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
-    m = _CSEQ_RE.match(value)
-    if m is None:
-        raise SipError(400, "Malformed CSeq")
-    digits = m.group(1)
-    if len(digits) > 10 or int(digits) > MAX_CSEQ:
+    """CSeq = 1*DIGIT LWS Method (RFC 3261 section 20.16); the number is below 2**31 (8.1.1.5)."""
+    digits, sp, method = value.partition(" ")
+    # Fast path for the usual "123 INVITE"; the regex below takes every LWS variant.
+    if not (sp and digits.isdigit() and digits.isascii() and TOKEN_RE.match(method)):
+        m = _CSEQ_RE.match(value)
+        if m is None:
+            raise SipError(400, "Malformed CSeq")
+        digits, method = m.groups()
+    # The length check keeps int() away from huge digit strings (Python refuses > 4300 digits);
+    # leading zeros are allowed (RFC 4475 section 3.1.1.1 has "0009").
+    if len(digits) > 10:
+        digits = digits.lstrip("0") or "0"
+        if len(digits) > 10:
+            raise SipError(400, "CSeq number too large")
+    num = int(digits)
+    if num > MAX_CSEQ:
         raise SipError(400, "CSeq number too large")
-    return int(digits), m.group(2)
+    return num, method
 
 
 def parse_uint(value: str, what: str, maximum: int) -> int:
+    if value.isdigit() and value.isascii() and len(value) <= 12:
+        n = int(value)
+        if n > maximum:
+            raise SipError(400, f"{what} too large")
+        return n
     m = _DIGITS_RE.match(value)
     if m is None:
         raise SipError(400, f"Malformed {what}")
     digits = m.group(1)
-    if len(digits) > 12 or int(digits) > maximum:
+    if len(digits) > 12:
+        digits = digits.lstrip("0") or "0"
+        if len(digits) > 12:
+            raise SipError(400, f"{what} too large")
+    n = int(digits)
+    if n > maximum:
         raise SipError(400, f"{what} too large")
-    return int(digits)
+    return n
 
 
 def parse_token_list(value: str) -> list[str]:

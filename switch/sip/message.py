@@ -59,31 +59,44 @@ SINGLE_VALUED = ("to", "from", "call-id", "cseq", "max-forwards", "content-lengt
 # Fields where a comma separates values and several lines may be combined (RFC 3261 7.3.1).
 MULTI_VALUED = frozenset(("via", "contact", "route", "record-route", "path", "service-route"))
 
+# Fields whose value is a comma-separated list of tokens or media ranges (RFC 3261 section 20).
+_LIST_VALUED = frozenset(("allow", "supported", "require", "proxy-require", "unsupported", "accept"))
+
 DEFAULT_MAX_SIZE = 65535  # the largest UDP datagram; larger messages get 513 (RFC 3261 18.1.1)
 
-_REQUEST_LINE_RE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) ([^ \t\r\n]+) (SIP/[0-9]+\.[0-9]+)\Z")
-_RESPONSE_LINE_RE = re.compile(r"SIP/2\.0 ([0-9]{3}) ([^\r\n]*)\Z", re.S)
-_FOLD_RE = re.compile(r"\r?\n[ \t]+")
+# RFC 3261 section 25.1: Request-Line = Method SP Request-URI SP SIP-Version CRLF, single spaces
+# and nothing after the version (RFC 4475 sections 3.1.2.7 - 3.1.2.10).  "SIP" in SIP-Version is
+# case-insensitive (RFC 3261 section 7.1).
+_REQUEST_LINE_RE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) ([^ \t\r\n]+) ([Ss][Ii][Pp]/[0-9]+\.[0-9]+)\Z")
+_RESPONSE_LINE_RE = re.compile(r"[Ss][Ii][Pp]/2\.0 ([0-9]{3}) ([^\r\n]*)\Z", re.S)
+_LINE_END_RE = re.compile(r"\r?\n")
 _CALL_ID_RE = re.compile(r"[^\s@]+(?:@[^\s@]+)?\Z")
 
 MAX_MAX_FORWARDS = 255
+_SINGLE_VALUED_SET = frozenset(SINGLE_VALUED)
 
 
-# Header name as written -> key (lowercased full name).  Seeded with the usual spellings and
-# grown with the names seen, up to a bound, so that the hot loop does one dict lookup per line.
-_NAME_KEYS: dict[str, str] = {}
-_NAME_KEYS_MAX = 4096
+# Header name as written -> key (lowercased full name), learnt as names are seen so that the hot
+# loop does one dict lookup per line.  Names whose key is canonical need no bookkeeping and go in
+# _CANON_KEYS; the others in _OTHER_KEYS (their spelling is kept in SipMessage.names).  Both are
+# bounded in entries and in name length: peers choose these strings.
+_CANON_KEYS: dict[str, str] = {}
+_OTHER_KEYS: dict[str, str] = {}
+_NAME_KEYS_MAX = 2048
+_NAME_MAX_CACHED = 48
 
 
 def _learn_name(raw_name: str) -> str | None:
     """Key for a header name not seen before; None if it is not a token (RFC 3261 25.1)."""
-    name = raw_name.rstrip(" \t")
+    name = raw_name.rstrip(" \t")  # HCOLON = *( SP / HTAB ) ":" SWS
     if TOKEN_RE.match(name) is None:
         return None
     key = name.lower()
     key = COMPACT.get(key, key)
-    if len(_NAME_KEYS) < _NAME_KEYS_MAX:
-        _NAME_KEYS[raw_name] = key
+    if len(raw_name) <= _NAME_MAX_CACHED:
+        cache = _CANON_KEYS if key in CANONICAL else _OTHER_KEYS
+        if len(cache) < _NAME_KEYS_MAX:
+            cache[raw_name] = key
     return key
 
 
@@ -183,16 +196,22 @@ class SipMessage:
         return self.status == 0
 
     def get(self, name: str) -> str | None:
+        """The first value of a header.  ``name`` is best given as the key (lowercased full
+        name, e.g. "call-id"); any spelling or the compact form works too."""
         values = self.headers.get(name)
+        if values is None:
+            values = self.headers.get(_norm_name(name))
         return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """All values of a header, split at separating commas for multi-valued fields."""
         values = self.headers.get(name)
+        if values is None:
+            name = _norm_name(name)
+            values = self.headers.get(name)
         if not values:
             return []
-        if name in MULTI_VALUED or name in ("allow", "supported", "require", "proxy-require",
-                                            "unsupported", "accept"):
+        if name in MULTI_VALUED or name in _LIST_VALUED:
             out: list[str] = []
             for line in values:
                 for item in split_commas(line):
@@ -217,11 +236,11 @@ class SipMessage:
             values.append(value)
 
     def remove(self, name: str) -> None:
-        self.headers.pop(name, None)
+        if self.headers.pop(name, None) is None:
+            self.headers.pop(_norm_name(name), None)
 
     def _key(self, name: str) -> str:
-        key = name.lower()
-        key = COMPACT.get(key, key)
+        key = _norm_name(name)
         if key not in CANONICAL and key not in self.names:
             self.names[key] = name
         return key
@@ -291,6 +310,12 @@ class SipMessage:
         return f"<SipMessage {self.start_line()!r} call-id={self.call_id!r}>"
 
 
+def _norm_name(name: str) -> str:
+    """The key of a header name: lowercased, compact form expanded (RFC 3261 section 7.3.3)."""
+    key = name.strip().lower()
+    return COMPACT.get(key, key)
+
+
 def _fail(msg: SipMessage | None, status: int, reason: str, *, drop: bool = False) -> SipError:
     err = SipError(status, reason, drop=drop)
     err.message = msg
@@ -305,16 +330,22 @@ def parse_message(data: bytes, *, stream: bool = False, max_size: int = DEFAULT_
     stream by :class:`switch.sip.framing.StreamFramer` (Content-Length is then authoritative).
     Raises :class:`SipError` with the status to answer with; ``drop`` is set for responses.
     """
-    if len(data) > max_size:
+    n = len(data)
+    if n > max_size:
         raise SipError(513, "Message Too Large")
     # RFC 3261 section 7.5: empty lines before the start line SHOULD be ignored.
     start = 0
-    n = len(data)
     while start < n and data[start] in (13, 10):
         start += 1
     end = data.find(b"\r\n\r\n", start)
     if end >= 0:
         body_start = end + 4
+        # A header block with bare LF line ends ends at the first LF LF, even if the body
+        # holds a CRLF CRLF (a CRLF block never contains LF LF).
+        lf = data.find(b"\n\n", start, end)
+        if lf >= 0:
+            end = lf
+            body_start = lf + 2
     else:
         end = data.find(b"\n\n", start)
         if end >= 0:
@@ -324,67 +355,78 @@ def parse_message(data: bytes, *, stream: bool = False, max_size: int = DEFAULT_
         else:
             # A datagram whose sender left out the final CRLF: the datagram bounds the
             # header block (liberal in what we accept; there can be no body).
-            end = body_start = len(data)
+            end = body_start = n
             while end > start and data[end - 1] in (13, 10):
                 end -= 1
     head = data[start:end].decode("utf-8", "surrogateescape")
-    if "\n" in head and ("\n " in head or "\n\t" in head):
-        head = _FOLD_RE.sub(" ", head)  # RFC 3261 section 7.3.1: folding is equivalent to one SP
-    lines = head.split("\r\n") if "\r\n" in head else head.split("\n")
+    lines = head.split("\r\n")
+    crlf = len(lines) - 1
+    if head.count("\n") != crlf or head.count("\r") != crlf:
+        lines = _split_irregular(head)
+
+    # -- start line ---------------------------------------------------------------------------
     first = lines[0]
     msg = SipMessage()
-    version_error: SipError | None = None
-    is_response = first.startswith("SIP/")
+    # An error in a Request-Line is raised after the header fields are read, so that the
+    # caller can still address the 400 or 505 it owes (RFC 4475 sections 3.1.2.7 - 3.1.2.10, 3.1.2.16).
+    line_error: SipError | None = None
+    is_response = first.startswith("SIP/") or first[:4].upper() == "SIP/"
     if is_response:
         m = _RESPONSE_LINE_RE.match(first)
         if m is None:
             raise SipError(400, "Malformed Status-Line", drop=True)
-        msg.status = int(m.group(1))
-        msg.reason = m.group(2)
-        if msg.status < 100 or msg.status > 699:
+        status = int(m.group(1))
+        if status < 100 or status > 699:
+            # RFC 3261 section 7.2: Status-Code is 1xx-6xx (RFC 4475 section 3.1.2.19).
             raise SipError(400, "Bad status code", drop=True)
+        msg.status = status
+        msg.reason = m.group(2)
     else:
         m = _REQUEST_LINE_RE.match(first)
-        if m is None:
-            # RFC 3261 section 25.1: Request-Line = Method SP Request-URI SP SIP-Version CRLF,
-            # single spaces and no trailing whitespace (RFC 4475 sections 3.1.2.9, 3.1.2.10).
-            raise SipError(400, "Malformed Request-Line")
-        msg.method = m.group(1)
-        msg.uri = m.group(2)
-        if m.group(3) != "SIP/2.0":
-            # The line still needs headers we can copy to be answered; the caller sees .message.
-            version_error = SipError(505, "Version Not Supported")
-        if msg.uri[0] == "<":
-            raise SipError(400, "Request-URI must not be enclosed in <>")
+        if m is not None:
+            msg.method, msg.uri, version = m.groups()
+            if msg.uri[0] == "<":
+                line_error = SipError(400, "Request-URI must not be enclosed in <>")
+            elif version != "SIP/2.0" and version.upper() != "SIP/2.0":
+                line_error = SipError(505, "Version Not Supported")
+        else:
+            # Extra or trailing whitespace, LWS inside the Request-URI ...: still a request if it
+            # starts with a method token; otherwise nothing can be answered.
+            method = first.split(" ", 1)[0]
+            if TOKEN_RE.match(method) is None:
+                raise SipError(400, "Malformed Request-Line")
+            msg.method = method
+            line_error = SipError(400, "Malformed Request-Line")
+
+    # -- header fields --------------------------------------------------------------------------
+    # The fast loop takes lines whose name spelling is known; anything else (a new spelling,
+    # a folded line, a malformed line) sends the whole block to the general loop.
     headers = msg.headers
-    names = msg.names
-    name_keys = _NAME_KEYS
+    canon_keys = _CANON_KEYS
+    dup = False  # a single-valued field seen twice
     for line in lines[1:]:
-        colon = line.find(":")
-        if colon <= 0:
-            if not line.strip():
-                continue
-            raise _fail(msg, 400, "Malformed header line", drop=is_response)
-        raw_name = line[:colon]
-        key = name_keys.get(raw_name)
-        if key is None:
-            key = _learn_name(raw_name)
+        name, colon, value = line.partition(":")
+        key = canon_keys.get(name)
+        if key is None or not colon:
+            key = _OTHER_KEYS.get(name) if colon else None
             if key is None:
-                raise _fail(msg, 400, "Malformed header name", drop=is_response)
-        if key not in CANONICAL and key not in names:
-            names[key] = raw_name.rstrip()
-        value = line[colon + 1:].strip()
+                dup = _parse_header_lines(msg, lines, is_response)
+                break
+            if key not in msg.names:
+                msg.names[key] = name.rstrip(" \t")
         values = headers.get(key)
         if values is None:
-            headers[key] = [value]
+            headers[key] = [value.strip()]
         else:
-            values.append(value)
+            values.append(value.strip())
+            if key in _SINGLE_VALUED_SET:
+                dup = True
 
-    if version_error is not None:
-        version_error.message = msg
-        raise version_error
-    # Body and Content-Length (RFC 3261 sections 18.3 and 20.14).
-    rest = data[body_start:]
+    if line_error is not None:
+        line_error.message = msg
+        raise line_error
+
+    # -- body and Content-Length (RFC 3261 sections 18.3 and 20.14) ------------------------------
     cl_values = headers.get("content-length")
     if cl_values is not None:
         if len(cl_values) != 1:
@@ -392,21 +434,28 @@ def parse_message(data: bytes, *, stream: bool = False, max_size: int = DEFAULT_
         cl_text = cl_values[0]
         if not cl_text.isdigit() or not cl_text.isascii():
             raise _fail(msg, 400, "Malformed Content-Length", drop=is_response)
+        if len(cl_text) > 10:
+            # Keep int() away from huge digit strings (Python refuses more than 4300 digits).
+            cl_text = cl_text.lstrip("0") or "0"
+            if len(cl_text) > 10:
+                cl_text = "9999999999"
         cl = int(cl_text)
-        if cl > len(rest):
+        if cl > n - body_start:
             # RFC 3261 section 18.3: on a datagram a short body is an error (400).
             raise _fail(msg, 400, "Content-Length larger than the message body", drop=is_response)
-        msg.body = rest[:cl]  # octets after the body are ignored (RFC 4475 section 3.1.1.8)
+        msg.body = data[body_start:body_start + cl]  # octets after the body are ignored (RFC 4475 3.1.1.8)
     else:
-        if stream and rest:
+        if stream and body_start < n:
             raise _fail(msg, 400, "Content-Length required on stream transports", drop=is_response)
-        msg.body = rest
+        msg.body = data[body_start:]
 
-    # Mandatory header fields (RFC 3261 section 8.1.1) and their single-valuedness.
-    for key in SINGLE_VALUED:
-        values = headers.get(key)
-        if values is not None and len(values) > 1:
-            raise _fail(msg, 400, f"Multiple {CANONICAL[key]} values", drop=is_response)
+    # -- mandatory header fields (RFC 3261 section 8.1.1) ---------------------------------------
+    if dup:
+        for key in SINGLE_VALUED:
+            values = headers.get(key)
+            if values is not None and len(values) > 1:
+                # RFC 3261 section 7.3.1 and RFC 4475 sections 3.3.8, 3.3.9.
+                raise _fail(msg, 400, f"Multiple {CANONICAL[key]} values", drop=is_response)
     vias = headers.get("via")
     if not vias:
         raise _fail(None, 400, "Missing Via", drop=True)
@@ -431,14 +480,70 @@ def parse_message(data: bytes, *, stream: bool = False, max_size: int = DEFAULT_
             mf = headers.get("max-forwards")
             if mf is not None:
                 msg.max_forwards = parse_uint(mf[0], "Max-Forwards", MAX_MAX_FORWARDS)
-            if msg.request_uri.headers is not None:
+            ruri = msg._ruri = parse_uri(msg.uri)
+            if ruri.headers is not None:
                 # RFC 3261 section 19.1.5: headers are not allowed in a Request-URI.
                 raise SipError(400, "Headers not allowed in the Request-URI")
+        # From and To: the structure now (tags are needed for matching); URIs when read.
         msg._from = parse_name_addr(headers["from"][0], check_uri=False)
         msg._to = parse_name_addr(headers["to"][0], check_uri=False)
     except SipError as exc:
         raise _fail(msg, 400, exc.reason, drop=is_response) from None
     return msg
+
+
+def _split_irregular(head: str) -> list[str]:
+    """Lines of a header block that is not plain CRLF: bare LF line ends are accepted
+    (liberal), a bare CR is refused: it is no line end, nor allowed inside a header field
+    (RFC 3261 sections 7 and 25.1), and relayed on it would end the line for the next hop."""
+    lines = _LINE_END_RE.split(head)
+    for line in lines:
+        if "\r" in line:
+            raise SipError(400, "Bare CR in the header fields", drop=head.startswith("SIP/"))
+    return lines
+
+
+def _parse_header_lines(msg: SipMessage, lines: list[str], is_response: bool) -> bool:
+    """The general header loop: folding, any name spelling, and the 400s.  Fills
+    ``msg.headers`` afresh; returns True if a single-valued field occurs twice."""
+    if any(line[:1] in (" ", "\t") for line in lines):
+        # RFC 3261 section 7.3.1: a line starting with SP or HT continues the previous header
+        # field; the line break and the leading whitespace are equivalent to one SP.
+        unfolded: list[str] = []
+        for i, line in enumerate(lines):
+            if line[:1] in (" ", "\t"):
+                if i <= 1:
+                    # The start line cannot be folded, and a header field's first line cannot
+                    # begin with whitespace.
+                    raise _fail(msg, 400, "Malformed header line", drop=is_response)
+                unfolded[-1] = unfolded[-1] + " " + line.lstrip(" \t")
+            else:
+                unfolded.append(line)
+        lines = unfolded
+    headers = msg.headers
+    names = msg.names
+    headers.clear()
+    names.clear()
+    dup = False
+    for line in lines[1:]:
+        colon = line.find(":")
+        if colon <= 0:
+            raise _fail(msg, 400, "Malformed header line", drop=is_response)
+        raw_name = line[:colon]
+        key = _CANON_KEYS.get(raw_name) or _OTHER_KEYS.get(raw_name) or _learn_name(raw_name)
+        if key is None:
+            raise _fail(msg, 400, "Malformed header name", drop=is_response)
+        if key not in CANONICAL and key not in names:
+            names[key] = raw_name.rstrip(" \t")
+        value = line[colon + 1:].strip()
+        values = headers.get(key)
+        if values is None:
+            headers[key] = [value]
+        else:
+            values.append(value)
+            if key in _SINGLE_VALUED_SET:
+                dup = True
+    return dup
 
 
 def response_for(request: SipMessage, status: int, reason: str, *, to_tag: str | None = None,
@@ -455,7 +560,9 @@ def response_for(request: SipMessage, status: int, reason: str, *, to_tag: str |
     resp.via = request.via
     h["from"] = list(src.get("from", ()))
     to = src.get("to", [""])[0]
-    if to_tag is not None and status != 100 and ";tag=" not in to.replace(" ", "").lower():
+    # RFC 3261 section 8.2.6.2: the UAS adds a To tag unless the request has one (a request in
+    # a dialog); on a 100 Trying the tag is optional and left out.
+    if to_tag is not None and status != 100 and not _has_to_tag(request, to):
         to = f"{to};tag={to_tag}"
     h["to"] = [to]
     h["call-id"] = list(src.get("call-id", ()))
@@ -469,3 +576,16 @@ def response_for(request: SipMessage, status: int, reason: str, *, to_tag: str |
         resp.add(name, value)
     resp.body = body
     return resp
+
+
+_TAG_PARAM_RE = re.compile(r";\s*tag\s*=", re.I)
+
+
+def _has_to_tag(request: SipMessage, to: str) -> bool:
+    """Does the request's To carry a tag parameter?  The parsed field decides (a ";tag=" inside
+    <...> is a URI parameter, not a tag); a To too broken to parse (a request answered with
+    its parse error) falls back to looking for the parameter after the URI."""
+    try:
+        return request.to.tag is not None
+    except SipError:
+        return _TAG_PARAM_RE.search(to, to.rfind(">") + 1) is not None

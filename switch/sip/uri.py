@@ -28,7 +28,10 @@ _SIP_URI_RE = re.compile(
     rf"(?P<host>{_HOST})"
     rf"(?::(?P<port>[0-9]{{1,5}}))?"
     rf"(?P<params>(?:;{_PCHAR}+(?:={_PCHAR}*)?)*)"
-    rf"(?:\?(?P<headers>{_HCHAR}+=?{_HCHAR}*(?:&{_HCHAR}+={_HCHAR}*)*))?\Z"
+    # headers = "?" header *( "&" header ), header = hname "=" hvalue; the first "=" may be
+    # missing (liberal).  Written so that no two quantifiers compete for the same characters:
+    # "hname=?hvalue" backtracked quadratically on a long non-matching URI (a DoS).
+    rf"(?:\?(?P<headers>{_HCHAR}+(?:={_HCHAR}*)?(?:&{_HCHAR}+={_HCHAR}*)*))?\Z"
 )
 # RFC 3986 / RFC 3261 absoluteURI: scheme ":" and no whitespace or angle brackets.
 _ABS_URI_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+\-.]*):(?P<rest>[^\s<>\"]+)\Z")
@@ -71,68 +74,75 @@ class SipUri:
         return self.raw or format_uri(self)
 
     def equals(self, other: SipUri) -> bool:
-        """URI comparison per RFC 3261 section 19.1.4 (escapes decoded, host case-insensitive)."""
+        """URI comparison per RFC 3261 section 19.1.4: userinfo case-sensitive, the rest not,
+        escapes decoded everywhere (in parameter names too), parameter order irrelevant."""
         if self.scheme != other.scheme:
             return False
         if not self.is_sip:
             return (self.opaque or "") == (other.opaque or "")
-        if unescape(self.user or "") != unescape(other.user or ""):
+        if (self.user is None) != (other.user is None) or unescape(self.user or "") != unescape(other.user or ""):
             return False
         if unescape(self.password or "") != unescape(other.password or ""):
             return False
         if self.host != other.host or self.port != other.port:
             return False
-        # user, ttl, method, maddr and transport must match if present in either.
+        mine, theirs = _norm_params(self.params), _norm_params(other.params)
+        # user, ttl, method and maddr must match if present in either; so must transport (the
+        # section's examples: "sip:bob@biloxi.com" and ";transport=udp" differ).
         for name in ("user", "ttl", "method", "maddr", "transport"):
-            a, b = self.params.get(name), other.params.get(name)
-            if (a is None) != (b is None) or (a is not None and b is not None and a.lower() != b.lower()):
+            if mine.get(name, False) != theirs.get(name, False):
                 return False
-        for name, a in self.params.items():
-            if name in other.params:
-                b = other.params[name]
-                if unescape((a or "").lower()) != unescape((b or "").lower()):
-                    return False
-        return True
+        for name, a in mine.items():
+            if name in theirs and theirs[name] != a:
+                return False
+        # Header components are never ignored: the same set on both sides, in any order.
+        return _norm_headers(self.headers) == _norm_headers(other.headers)
+
+
+def _norm_params(params: dict[str, str | None]) -> dict[str, str | None]:
+    return {unescape(name).lower(): None if value is None else unescape(value).lower()
+            for name, value in params.items()}
+
+
+def _norm_headers(headers: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in (headers or "").split("&"):
+        if item:
+            name, _eq, value = item.partition("=")
+            out[unescape(name).lower()] = unescape(value)
+    return out
 
 
 def unescape(text: str) -> str:
     """Decode %HH escapes (RFC 3261 section 19.1.2); invalid sequences are kept as they are."""
     if "%" not in text:
         return text
-    return unquote_to_bytes(text).decode("utf-8", "surrogateescape")
+    # surrogateescape both ways: undecodable octets of the message survive as lone surrogates,
+    # which a plain .encode() would refuse with UnicodeEncodeError.
+    return unquote_to_bytes(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
 
 
 def parse_uri(text: str) -> SipUri:
     """Parse a URI; raises SipError(400) when it is malformed."""
     m = _SIP_URI_RE.match(text)
     if m is not None:
-        if _BAD_ESCAPE_RE.search(text) is not None:
+        scheme, user, password, host, port, raw_params, headers = m.groups()
+        if "%" in text and _BAD_ESCAPE_RE.search(text) is not None:
             # RFC 3261 section 25.1: escaped = "%" HEXDIG HEXDIG; a bare "%" is not allowed in a URI.
             raise SipError(400, "Bad escape in URI")
-        port = m.group("port")
         p = int(port) if port is not None else None
         if p is not None and p > 65535:
             raise SipError(400, "Bad port in URI")
-        host = m.group("host").lower()
-        if host[0] != "[" and host[0].isdigit() and _IPV4_RE.match(host) is None and host[-1].isdigit():
+        host = host.lower()
+        if host[-1].isdigit() and host[0].isdigit() and _IPV4_RE.match(host) is None:
             # A hostname's top label cannot start with a digit: a dotted-digits host must be IPv4.
             raise SipError(400, "Bad host in URI")
         params: dict[str, str | None] = {}
-        raw_params = m.group("params")
         if raw_params:
             for item in raw_params[1:].split(";"):
                 name, eq, value = item.partition("=")
                 params[name.lower()] = value if eq else None
-        return SipUri(
-            scheme=m.group("scheme").lower(),
-            user=m.group("user"),
-            password=m.group("password"),
-            host=host,
-            port=p,
-            params=params,
-            headers=m.group("headers"),
-            raw=text,
-        )
+        return SipUri(scheme.lower(), user, password, host, p, params, headers, text)
     lower = text[:5].lower()
     if lower.startswith(("sip:", "sips:")):
         raise SipError(400, "Malformed SIP URI")

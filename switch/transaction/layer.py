@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Protocol
 
+from switch.sip.headers import split_commas
 from switch.sip.message import SipMessage
 from switch.transaction.peer import Peer, Sender, response_peer
 from switch.transaction.timers import TimerHandle, TimerQueue
@@ -159,7 +160,7 @@ class ServerTransaction:
         self._terminate()
 
     # -- network -> transaction --------------------------------------------------------------
-    def _retransmission(self, msg: SipMessage, now: float) -> None:
+    def _retransmission(self, msg: SipMessage, now: float, peer: Peer | None = None) -> None:
         state = self.state
         if msg.method == "ACK":
             if state == COMPLETED:
@@ -174,8 +175,9 @@ class ServerTransaction:
                 else:
                     self._timer = self.layer.timers.schedule(now + self.layer.config.t4, self._terminate)
             elif state == ACCEPTED:
-                # RFC 6026 section 7.1: an ACK matching in Accepted is passed to the TU.
-                self.layer.tu.request_received(None, msg, self.peer, now)
+                # RFC 6026 section 7.1: an ACK matching in Accepted is passed to the TU, with
+                # the address it came from (not necessarily the INVITE's).
+                self.layer.tu.request_received(None, msg, peer or self.peer, now)
             return
         # A retransmitted request: resend the latest response, if any (17.2.1, 17.2.2).
         if state in (PROCEEDING, COMPLETED) and self.last_response is not None:
@@ -337,7 +339,9 @@ class ClientTransaction:
         req = self.request
         lines = [
             f"ACK {req.uri} SIP/2.0",
-            f"Via: {req.headers['via'][0]}",
+            # 17.1.1.3: a single Via, equal to the top Via of the original request (the first
+            # header line may hold several comma-separated values).
+            f"Via: {_top_via(req)}",
             "Max-Forwards: 70",
             f"From: {req.headers['from'][0]}",
             f"To: {response.headers['to'][0]}",
@@ -372,7 +376,7 @@ class ClientTransaction:
         h = req.headers
         # RFC 3261 9.1: same Request-URI, Call-ID, To, From, CSeq number and top Via (so the
         # same branch) as the INVITE, and the INVITE's Route set.
-        headers = [("Via", h["via"][0]), ("Max-Forwards", "70"), ("From", h["from"][0]),
+        headers = [("Via", _top_via(req)), ("Max-Forwards", "70"), ("From", h["from"][0]),
                    ("To", h["to"][0]), ("Call-ID", req.call_id), ("CSeq", f"{req.cseq_num} CANCEL")]
         headers += [("Route", route) for route in h.get("route", ())]
         if reason:
@@ -417,7 +421,7 @@ class TransactionLayer:
                 # 17.2.3: for RFC 2543 ACKs the To tag must equal the one we sent.
                 self.tu.request_received(None, msg, peer, now)
                 return
-            tx._retransmission(msg, now)
+            tx._retransmission(msg, now, peer)
             return
         if msg.method == "ACK":
             # An ACK matching no transaction acknowledges a 2xx: it belongs to the dialog (TU).
@@ -482,6 +486,13 @@ class TransactionLayer:
 
     def __len__(self) -> int:
         return len(self.server) + len(self.client)
+
+
+def _top_via(request: SipMessage) -> str:
+    """The request's topmost Via value alone (RFC 3261 sections 9.1 and 17.1.1.3)."""
+    if request.via is not None:
+        return request.via.raw
+    return split_commas(request.headers["via"][0])[0].strip()
 
 
 def _trying(request: SipMessage) -> bytes:

@@ -12,10 +12,11 @@ so two phones in one interpreter would share accounts, calls and media.
 
 Design choices, each forced by pjsua2 behaviour:
 
-* Threads: ``threadCnt = 0`` and ``mainThreadOnly = True`` so that every pjsua2
-  callback (SIP and media, including DTMF) runs inside ``libHandleEvents`` on
-  the main thread.  Python code is therefore never entered from a pjsip worker
-  thread.  stdin is read by a plain Python thread that only fills a queue.
+* Threads: ``threadCnt = 0`` and ``mainThreadOnly = True`` so that pjsua2's
+  call, account and DTMF callbacks run inside ``libHandleEvents`` on the main
+  thread.  The one exception, the player's ``onEof2`` (called on the
+  conference clock thread), only enqueues; the main loop does the work.
+  stdin is read by a plain Python thread that only fills a queue.
 * stdout: pjsip prints a banner from ``libCreate`` before any log config is
   applied, straight to the C ``stdout``.  We move the protocol onto a private
   duplicate of fd 1 and point fd 1 at stderr, so nothing native can corrupt
@@ -745,10 +746,17 @@ class Agent:
         acfg.sipConfig.authCreds.append(cred)
         self.reg_info = {"registrar": registrar, "user": user}
         acc = PhoneAccount(self, "registered")
+        # Set before create(): a refused TCP connect reports inside create().
         self.reg_acc = acc
         self.reg_unregistering = False
         self.reg_pending_since = time.monotonic()
-        acc.create(acfg)
+        try:
+            acc.create(acfg)
+        except Exception:
+            self.reg_acc = None
+            self.reg_pending_since = None
+            self.retired_accounts.append(acc)  # never freed: see shutdown()
+            raise
         if timeout is not None:
             started = self.reg_pending_since
             self.schedule(float(timeout), "register_timeout", lambda: self._register_timeout(acc, started, timeout))
@@ -983,7 +991,7 @@ class Agent:
             return
         if not self.started:
             # Half-initialised: most pjsua calls would trip pjsip assertions (abort).
-            self.ep.libDestroy()
+            self.ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
             return
         if any(not c.gone for c in self.calls.values()):
             self.ep.hangupAllCalls()
@@ -992,6 +1000,8 @@ class Agent:
                 self.ep.libHandleEvents(POLL_MS)
         self._stop_player()
         self._finish_recording("shutdown")
+        while not self.player_eofs.empty():
+            self.player_eofs.get()
         self.tasks.clear()  # closures may hold calls
         self.calls.clear()
         self.call_order.clear()

@@ -17,7 +17,11 @@ Protocol (commands on the agent's stdin, events on its stdout)
 --------------------------------------------------------------
 Every command may carry an ``id``; it is echoed in the single answer, either
 ``{"ev":"ok","cmd":...,"id":...,<extra>}`` or ``{"ev":"error","cmd":...,"id":...,"message":...}``.
-Every event carries ``t`` (seconds since the agent started).
+Events a command causes synchronously (``hangup`` -> ``call_state`` DISCONNECTED)
+may be written before its ``ok``.  Every event carries ``t`` (seconds since the
+agent started).  Commands act on the most recent live call unless given ``call_id``;
+``call`` uses the registered account if there is one (else the local, registrar-less
+one) unless given ``account``.
 
 Commands (optional fields in brackets):
 
@@ -155,6 +159,7 @@ class Phone:
         self._eof = False
         self._next_id = 0
         self._send_lock = threading.Lock()
+        self._closed = False
 
     # ------------------------------------------------------------- lifecycle
 
@@ -216,27 +221,30 @@ class Phone:
         # Only complain about a bad exit if the test body itself succeeded.
         self.close(check=exc_type is None)
 
-    def close(self, timeout: float = 5.0, check: bool = True) -> int | None:
+    def close(self, timeout: float = 10.0, check: bool = True) -> int | None:
         """Quit the agent (bounded: quit, then SIGTERM, then SIGKILL) and return its exit code.
 
-        With ``check``, a non-zero exit or an ``internal_error`` event raises ``AgentError``.
+        With ``check``, a non-zero exit or an ``internal_error``/``fatal`` event
+        raises ``AgentError`` carrying the diagnostics.  Calling it again is a no-op.
         """
         proc = self._proc
-        if proc is None:
-            return None
+        if proc is None or self._closed:
+            return proc.returncode if proc is not None else None
+        self._closed = True
         if proc.poll() is None:
             with contextlib.suppress(OSError, ValueError, AgentError):
                 self._write({"cmd": "quit"})
-            with contextlib.suppress(OSError, ValueError):
-                proc.stdin.close()  # type: ignore[union-attr]  # EOF is a second "quit"
+        with contextlib.suppress(OSError, ValueError):
+            proc.stdin.close()  # type: ignore[union-attr]  # EOF doubles as "quit"
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
             try:
-                proc.wait(timeout)
+                proc.wait(2.0)
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                try:
-                    proc.wait(2.0)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(2.0)
         if self._reader is not None:
             self._reader.join(2.0)
@@ -379,17 +387,19 @@ class Phone:
         for a field named ``timeout``, which as a keyword bounds the wait for
         the answer).  ``None`` fields are left out so the agent applies its defaults.
         """
-        self._next_id += 1
-        ident = f"{self.name}-{self._next_id}"
+        with self._send_lock:
+            self._next_id += 1
+            ident = f"{self.name}-{self._next_id}"
         merged = {**(args or {}), **fields}
         msg = {"cmd": cmd, "id": ident, **{k: v for k, v in merged.items() if v is not None}}
+
+        def is_answer(e: Event) -> bool:
+            return e.get("id") == ident and e.get("ev") in ("ok", "error")
+
+        is_answer.__name__ = f"answer to {cmd!r} (id {ident})"
+        mark = len(self.events)
         self._write(msg)
-        reply = self.wait_for(
-            lambda e: e.get("id") == ident and e.get("ev") in ("ok", "error"),
-            timeout=timeout,
-            since=0,
-            consume=False,
-        )
+        reply = self.wait_for(is_answer, timeout=timeout, since=mark, consume=False)
         if reply["ev"] == "error":
             raise AgentError(f"{self.name}: {cmd} failed: {reply.get('message')}")
         return reply

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.phones.harness import REPO_ROOT, AgentError, PhoneFactory, dominant_frequency, make_tone_wav
+from tests.phones.harness import REPO_ROOT, AgentError, Phone, PhoneFactory, dominant_frequency, make_tone_wav
+from tests.phones.stub_registrar import StubRegistrar
 
 pytestmark = [
     pytest.mark.pjsua,
@@ -27,7 +28,7 @@ pytestmark = [
 ]
 
 
-def _connect(make_phone: PhoneFactory, **kwargs: object) -> tuple:
+def _connect(make_phone: PhoneFactory, **kwargs: object) -> tuple[Phone, Phone]:
     """Two phones, B auto-answering, in a confirmed call placed by A."""
     a = make_phone("a", **kwargs)
     b = make_phone("b", **kwargs)
@@ -181,6 +182,36 @@ def test_startup_failure_is_reported_not_hung(make_phone: PhoneFactory) -> None:
     first = make_phone("first")
     with pytest.raises(AgentError, match="fatal"):
         make_phone("second", port=first.port)  # the port is taken
+
+
+def test_register_with_digest_auth_then_unregister(make_phone: PhoneFactory) -> None:
+    phone = make_phone("alice")
+    with StubRegistrar({"alice": "secret"}) as registrar:
+        ok = phone.register(registrar.uri, "alice", "secret", expires=120, wait_timeout=10)
+        assert (ok["code"], ok["active"]) == (200, True)
+        assert registrar.bindings == {"alice": 120}
+        assert any("Authorization: Digest" in r for r in registrar.received)
+
+        gone = phone.unregister(wait_timeout=10)
+        assert (gone["code"], gone["active"]) == (200, False)
+        assert registrar.bindings == {}
+
+
+@pytest.mark.parametrize(
+    ("reject_code", "bad_auth_code", "code"),
+    [(403, 401, 403), (None, 401, 401), (None, 403, 403)],
+    ids=["forbidden", "wrong-password-rechallenged", "wrong-password-refused"],
+)
+def test_registration_failures_carry_their_code(
+    make_phone: PhoneFactory, reject_code: int | None, bad_auth_code: int, code: int
+) -> None:
+    phone = make_phone("alice")
+    with StubRegistrar({"alice": "secret"}, reject_code=reject_code, bad_auth_code=bad_auth_code) as registrar:
+        ev = phone.register(registrar.uri, "alice", "wrong", wait_timeout=10)
+        assert ev["code"] == code
+        assert not ev["active"]
+        time.sleep(0.3)
+        assert len(phone.find("reg_state")) == 1, "a failed registration is reported once, not retried"
 
 
 def test_register_over_tcp_to_a_closed_port_fails_fast_with_503(make_phone: PhoneFactory) -> None:

@@ -201,10 +201,10 @@ def test_ip_device_uniqueness_with_and_without_port(migrated_db: SF) -> None:
 
     add("192.0.2.1", 5060)
     add("192.0.2.1", 5070)
-    add("192.0.2.1", None)
-    for ip, port in (("192.0.2.1", 5060), ("192.0.2.1", None), ("2001:db8::0:1", None)):
-        if ip.startswith("2001"):
-            add("2001:db8::1", None)
+    add("192.0.2.1", None)  # "any other port" coexists with the exact entries
+    add("2001:db8::1", None)
+    # The same address again, exactly or as "any port"; an IPv6 address in another spelling.
+    for ip, port in (("192.0.2.1", 5060), ("192.0.2.1", None), ("2001:DB8:0::0:1", None)):
         with migrated_db() as s, pytest.raises(Conflict) as err:
             repo.create_ip_device(s, scope=PROVIDER, customer_id=cid, ip=ip, port=port)
         assert err.value.field == "ip"
@@ -287,3 +287,16 @@ def test_reseller_and_customer_scopes(migrated_db: SF) -> None:
             repo.create_customer(s, scope=me, name="Nope")
         with pytest.raises(NotFound):
             repo.list_sip_devices(s, scope=me, customer_id=mine.id)
+
+
+def test_change_row_is_written_by_a_begin_block_too(migrated_db: SF) -> None:
+    with migrated_db.begin() as s:
+        cid = repo.create_customer(s, scope=PROVIDER, name="Block").id
+    assert _changes(migrated_db) == [("customer", cid)]
+
+
+def test_out_of_range_ids_are_not_found(migrated_db: SF) -> None:
+    with migrated_db() as s:
+        for bad in (0, -1, 2**31, 2**70):
+            with pytest.raises(NotFound):
+                repo.get_customer(s, scope=PROVIDER, customer_id=bad)
