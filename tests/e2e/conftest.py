@@ -105,3 +105,23 @@ def scenario_expecting(tmp: Path, code: int) -> Path:
     path = tmp / f"uac_expect_{code}.xml"
     path.write_text((SCENARIOS / "uac_expect.xml").read_text().replace("EXPECT_CODE", str(code)))
     return path
+
+
+@pytest.fixture
+def pg_switch_database(pg_server: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one switch process (dropped afterwards)."""
+    import secrets
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_server)
+    admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
+    name = f"trunkline_e2e_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{pg_server}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
