@@ -1,0 +1,2 @@
+"""Call applications (not built yet): ring groups, queues, IVRs, time conditions, conferences,
+voicemail."""

@@ -1,0 +1,1 @@
+"""Call control: the switch core (the transaction user) and the B2BUA."""

@@ -1,0 +1,1 @@
+"""Sans-IO dialog state (RFC 3261 section 12)."""

@@ -1,0 +1,1 @@
+"""Sockets and the event loop: UDP and TCP SIP transports."""
