@@ -77,7 +77,9 @@ Expires: 3600
 Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE
 Supported: replaces, norefersub, extended-refer, timer, outbound, path, X-cisco-serviceuri
 User-Agent: Z 5.6.1 v2.10.19.9
-Authorization: Digest username="alice",realm="pbx.example.com",nonce="5f8e2a1b3c4d5e6f7a8b9c0d1e2f3a4b",uri="sip:pbx.example.com",response="0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e",cnonce="a1b2c3d4",nc=00000001,qop=auth,algorithm=MD5
+Authorization: Digest username="alice",realm="pbx.example.com",nonce="5f8e2a1b3c4d5e6f7a8b9c0d1e2f3a4b",\
+uri="sip:pbx.example.com",response="0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e",cnonce="a1b2c3d4",nc=00000001,qop=auth,\
+algorithm=MD5
 Allow-Events: presence, kpml, talk
 """)
 

@@ -301,9 +301,15 @@ def parse_deck(raw: pl.DataFrame, *, source: str = "", first_row: int = 2) -> De
         },
         schema=DECK_SCHEMA,
     )
-    if problems:
-        raise DeckError(problems)
-    _check_windows(frame, problems)
+    # windows are checked even when other cells are bad, so one run reports every problem
+    _check_windows(
+        frame.filter(
+            pl.col("effective_from").is_not_null()
+            & pl.col("effective_to").is_not_null()
+            & ~pl.Series(bad_prefix).fill_null(True)
+        ),
+        problems,
+    )
     if problems:
         raise DeckError(problems)
     return Deck(frame, source)

@@ -48,7 +48,8 @@ B8 = npt.NDArray[np.bool_]
 
 KEY_DIGITS = 18
 _POW10 = np.array([10**i for i in range(KEY_DIGITS + 1)], dtype=np.int64)
-FIRST_LEVEL_DIGITS = 6
+FIRST_LEVEL_DIGITS = 6  # a 10**6-entry first table; small books use 4 digits (10**4 entries)
+SMALL_BOOK_PREFIXES = 5_000
 NODE_DIGITS = 2
 # Instants must lie in [0, 2**42) ms (1970 .. 2109) so that (window rank, instant) packs into
 # one int64 search key: rank < 2**21, instant < 2**42.
@@ -59,7 +60,7 @@ MAX_MULTI_WINDOW_PREFIXES = 1 << (62 - T_BITS)
 # segment x deck tables bigger than this are split into several match groups.
 MAX_GROUP_TABLE = 64_000_000
 CHUNK = 1 << 14
-PLAN_BITS = 22  # rate (< 2**40 micro-units) and plan id share one int64: rate << 22 | plan
+TERM_BITS = 22  # rate (< 2**40 micro-units) and term id share one int64: rate << 22 | term
 BILL_CAP = 7_200  # billed-seconds tables cover calls up to two hours
 MAX_BILL_TABLE = 8_000_000
 
@@ -105,6 +106,7 @@ class _Group:
     long_stems: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
     segrow: I32 = field(default_factory=lambda: np.zeros(0, np.int32))
     seg_maxlen: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    first_digits: int = FIRST_LEVEL_DIGITS
 
     @property
     def n_seg(self) -> int:
@@ -114,7 +116,16 @@ class _Group:
 class CompiledBook:
     """A :class:`RatingBook` turned into flat numpy tables (build once, rate many batches)."""
 
-    def __init__(self, book: RatingBook, *, max_group_table: int = MAX_GROUP_TABLE):
+    def __init__(
+        self,
+        book: RatingBook,
+        *,
+        max_group_table: int = MAX_GROUP_TABLE,
+        first_level_digits: int | None = None,
+    ):
+        if first_level_digits is not None and first_level_digits not in (4, 6, 8):
+            raise ValueError("first_level_digits must be 4, 6 or 8 (then 2 digits per level up to 18)")
+        self._first_digits = first_level_digits
         self.book = book
         names = sorted({a.tariff for a in book.accounts} | {c.tariff for c in book.carriers})
         self.tariff_names = names
@@ -205,6 +216,11 @@ class CompiledBook:
             dests.extend(f.get_column("destination").to_list())
             delta.append(vo - self.row_off[s])
             vo += f.height
+        if vo == 0:
+            # every deck is empty: one dummy value keeps the masked gathers in bounds
+            for c in val_cols:
+                values[c] = [np.array([1 if c == "increment" else 0], dtype=np.int64)]
+            prefixes, dests = [""], [""]
         self.v_rate = _cat(values["rate"])
         self.v_fee60 = _cat(values["connect_fee"]) * 60
         self.v_init = _cat(values["initial_increment"])
@@ -222,15 +238,22 @@ class CompiledBook:
             plans, plan_of = np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
         plan_of = plan_of.reshape(-1).astype(np.int64)
         self.plans = plans
-        if len(plans) >= 1 << PLAN_BITS:
-            raise ValueError("too many distinct billing plans")
         self.bill_cap = int(min(BILL_CAP, max(0, MAX_BILL_TABLE // max(len(plans), 1) - 1)))
         dd = np.arange(self.bill_cap + 1, dtype=np.int64)
         table = np.empty((len(plans), self.bill_cap + 1), dtype=np.int64)
         for i, (init, inc, grace, incl) in enumerate(plans.tolist()):
             table[i] = _billed_direct(dd, init, inc, grace, incl)
         self.bill_table = table.reshape(-1)
-        self.v_rate_plan = (self.v_rate << PLAN_BITS) | plan_of
+        # A "term" is a distinct (plan, connect fee) pair: one int64 word per tariff row then
+        # holds rate << TERM_BITS | term, so a call needs one gather into the (large) row
+        # tables and two into the (small) term tables.
+        terms, term_of = np.unique(np.stack([plan_of, self.v_fee60], axis=1), axis=0, return_inverse=True)
+        if len(terms) >= 1 << TERM_BITS:
+            raise ValueError("too many distinct (billing plan, connect fee) pairs")
+        self.term_planoff = (terms[:, 0] * (self.bill_cap + 1)).astype(np.int64)
+        self.term_plan = terms[:, 0].astype(np.int64)
+        self.term_fee60 = terms[:, 1].astype(np.int64)
+        self.v_word = (self.v_rate << TERM_BITS) | term_of.reshape(-1).astype(np.int64)
         self.v_prefix = pl.Series("prefix", prefixes, dtype=pl.String)
         self.v_dest = pl.Series("destination_name", dests, dtype=pl.String)
         self.v_prefix_enum = _as_enum(self.v_prefix)
@@ -348,21 +371,26 @@ class CompiledBook:
         # -2: look the row up through resolve().
         gp = segpid.astype(np.int64)
         has = gp >= 0
-        gpc = np.where(has, gp, 0)
-        simple = (
-            has
-            & (self.nrows[gpc] == 1)
-            & (self.row_from[self.first_row[gpc]] == 0)
-            & (self.row_to[self.first_row[gpc]] == T_LIMIT - 1)
-        )
-        g.segrow = np.where(simple, self.first_row[gpc], np.where(has, -2, -1)).astype(np.int32)
-        # longest candidate prefix per segment over all structures: a number with fewer digits
-        # may be matched by zero padding only, and goes through resolve()
-        lens = np.where(has, self.plen[gpc], 0).reshape(len(g.structures), n_seg)
-        g.seg_maxlen = lens.max(axis=0).astype(np.int64) if len(g.structures) else np.zeros(n_seg, np.int64)
+        if not len(self.plen):  # every deck of the book is empty
+            g.segrow = np.full(len(segpid), -1, dtype=np.int32)
+            g.seg_maxlen = np.zeros(n_seg, dtype=np.int64)
+        else:
+            gpc = np.where(has, gp, 0)
+            simple = (
+                has
+                & (self.nrows[gpc] == 1)
+                & (self.row_from[self.first_row[gpc]] == 0)
+                & (self.row_to[self.first_row[gpc]] == T_LIMIT - 1)
+            )
+            g.segrow = np.where(simple, self.first_row[gpc], np.where(has, -2, -1)).astype(np.int32)
+            # longest candidate prefix per segment over all structures: a number with fewer
+            # digits may be matched by zero padding only, and goes through resolve()
+            lens = np.where(has, self.plen[gpc], 0).reshape(len(g.structures), n_seg)
+            g.seg_maxlen = lens.max(axis=0).astype(np.int64)
         # multibit trie over K: an entry resolves to a segment id (>= 0) or a child node (< 0)
         levels: list[I32] = []
-        depth = FIRST_LEVEL_DIGITS
+        depth = self._first_digits or (FIRST_LEVEL_DIGITS if len(plist) > SMALL_BOOK_PREFIXES else 4)
+        g.first_digits = depth
         width = _POW10[KEY_DIGITS - depth]
         entry_starts = np.arange(10**depth, dtype=np.int64) * width
         parents_stems = np.zeros(0, np.int64)
@@ -396,13 +424,13 @@ class CompiledBook:
     def segments(self, g: _Group, key: I64) -> I32:
         """Segment id of every key, through the trie."""
         levels = g.levels
-        v = levels[0][key // _POW10[KEY_DIGITS - FIRST_LEVEL_DIGITS]]
+        v = levels[0][key // _POW10[KEY_DIGITS - g.first_digits]]
         neg = v < 0
         if not neg.any():
             return v
         idx = np.flatnonzero(neg)
         node = -1 - v[idx].astype(np.int64)
-        depth = FIRST_LEVEL_DIGITS
+        depth = g.first_digits
         for table in levels[1:]:
             depth += NODE_DIGITS
             chunk = (key[idx] // _POW10[KEY_DIGITS - depth]) % 10**NODE_DIGITS
@@ -811,16 +839,17 @@ def _rate_chunk(cb: CompiledBook, bt: _Batch, lo: int, hi: int) -> None:
         prev_row = row
         ok = row >= 0
         vi = np.where(ok, row + cb.t_delta[tar_c], 0)
-        rate_plan = cb.v_rate_plan[vi]
-        plan = rate_plan & ((1 << PLAN_BITS) - 1)
-        billed = cb.bill_table[plan * (cap + 1) + dcap]
+        word = cb.v_word[vi]
+        term = word & ((1 << TERM_BITS) - 1)
+        billed = cb.bill_table[cb.term_planoff[term] + dcap]
         if len(big):
-            p = cb.plans[plan[big]]
+            p = cb.plans[cb.term_plan[term[big]]]
             billed[big] = _billed_direct(deff[big], p[:, 0], p[:, 1], p[:, 2], p[:, 3])
         free = billed < 0
         np.maximum(billed, 0, out=billed)
-        amount = (rate_plan >> PLAN_BITS) * billed
-        amount += cb.v_fee60[vi]
+        word >>= TERM_BITS  # the rate
+        amount = word * billed
+        amount += cb.term_fee60[term]
         amount = _round(amount, dec)
         amount[free] = 0
         bt.amounts[level, sl] = amount

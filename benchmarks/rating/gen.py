@@ -63,7 +63,9 @@ def make_deck(rng: np.random.Generator, n_prefixes: int, *, name: str) -> pl.Dat
     return pl.concat([base, later]).sort("prefix")
 
 
-def make_book(rng: np.random.Generator, n_prefixes: int = 50_000) -> tuple[RatingBook, dict[str, pl.DataFrame], list[tuple[str, str, str]]]:
+def make_book(
+    rng: np.random.Generator, n_prefixes: int = 50_000
+) -> tuple[RatingBook, dict[str, pl.DataFrame], list[tuple[str, str, str]]]:
     """Wholesale deck, customer/reseller tariffs derived from it, two carrier decks;
     2 top resellers, 10 sub-resellers, 1,000 customers; bundles for 10% of the customers."""
     raw = {
@@ -100,9 +102,12 @@ def make_book(rng: np.random.Generator, n_prefixes: int = 50_000) -> tuple[Ratin
         customers.append(aid)
         aid += 1
     carriers = [Carrier(1, "carrier_a"), Carrier(2, "carrier_b")]
-    wholesale_cc = raw["wholesale"].get_column("prefix").filter(
-        raw["wholesale"].get_column("prefix").str.len_bytes() <= 3
-    ).to_list()
+    wholesale_cc = (
+        raw["wholesale"]
+        .get_column("prefix")
+        .filter(raw["wholesale"].get_column("prefix").str.len_bytes() <= 3)
+        .to_list()
+    )
     bundles = [
         Bundle(
             i + 1,
@@ -127,7 +132,7 @@ def make_cdrs(rng: np.random.Generator, book: RatingBook, n: int) -> pl.DataFram
     plen = prefix.str.len_bytes().to_numpy().astype(np.int64)
     total = rng.integers(10, 14, n)
     extra = np.maximum(total - plen, 1)
-    tail = rng.integers(0, 10**12, n) % (10 ** extra)
+    tail = rng.integers(0, 10**12, n) % (10**extra)
     tail_s = pl.Series(tail).cast(pl.String).str.zfill(12)
     # zero-padded tail cut to the wanted length
     tail_s = pl.DataFrame({"t": tail_s, "k": extra}).select(pl.col("t").str.slice(12 - pl.col("k"))).to_series()
@@ -143,7 +148,9 @@ def make_cdrs(rng: np.random.Generator, book: RatingBook, n: int) -> pl.DataFram
     duration = np.where(answered, rng.exponential(120_000, n).astype(np.int64), 0)
     return pl.DataFrame(
         {
-            "call_id": pl.select(pl.lit("c") + pl.int_range(0, n, dtype=pl.Int64).cast(pl.String).str.zfill(10)).to_series(),
+            "call_id": pl.select(
+                pl.lit("c") + pl.int_range(0, n, dtype=pl.Int64).cast(pl.String).str.zfill(10)
+            ).to_series(),
             "customer_id": customers[rng.integers(0, len(customers), n)],
             "dialled_number": numbers,
             "start_ms": start,

@@ -82,7 +82,8 @@ class DeviceAuth:
         if device is None:
             return self._failure(peer, now, f"unknown user {creds.username!r}")
         verdict = self.digest.verify_detailed(
-            creds, method=msg.method, request_uri=msg.uri if self.check_uri else creds.uri, realm=device.realm, username=device.username,
+            creds, method=msg.method, request_uri=msg.uri if self.check_uri else creds.uri, realm=device.realm,
+            username=device.username,
             ha1_by_algorithm={"MD5": device.ha1_md5, "SHA-256": device.ha1_sha256}, now=now, body=msg.body,
         )
         result = verdict.result

@@ -21,6 +21,7 @@ from switch.registrar.location import Binding, BindingSink
 from switch.sip.errors import SipError
 from switch.sip.headers import NameAddr
 from switch.sip.message import SipMessage, response_for
+from switch.sip.uri import SipUri, parse_uri
 from switch.transaction.peer import Peer
 
 log = logging.getLogger("trunkline.registrar")
@@ -153,13 +154,13 @@ class Registrar:
                     if b.call_id == msg.call_id and msg.cseq_num <= b.cseq:
                         return RegisterOutcome(self._reply(msg, 400, "Out-of-order REGISTER"))
                 self._replace(aor, [], current)
-                return RegisterOutcome(self._ok(msg, []))
+                return RegisterOutcome(self._ok(msg, [], now))
             result = self._update(msg, peer, now, aor, device.id, contacts, expires_header, current)
             if isinstance(result, SipMessage):
                 return RegisterOutcome(result)
             current = result
         # No Contact: a query; answer with the current bindings (10.3 step 8).
-        return RegisterOutcome(self._ok(msg, current))
+        return RegisterOutcome(self._ok(msg, current, now))
 
     def _update(self, msg: SipMessage, peer: Peer, now: float, aor: str, device_id: int,
                 contacts: list[NameAddr], expires_header: int | None,
@@ -198,53 +199,77 @@ class Registrar:
             except SipError as exc:
                 return self._reply(msg, 400, f"Malformed Contact: {exc.reason}")
             changes.append((c, min(expires, cfg.max_expires), q))
-        by_contact = {b.contact: b for b in current}
-        for c, _e, _q in changes:
-            existing = by_contact.get(c.uri)
+        # RFC 3261 10.3 step 7: the updates are worked out first and committed only if all of them
+        # succeed ("if and only if all binding updates and additions succeed"), so a refused
+        # request (out of order, too many contacts) leaves every binding as it was.  Until then
+        # nothing is written into the Binding objects the location service holds.
+        slots = [_Slot(b, b.contact) for b in current]
+        for c, expires, q in changes:
+            slot = _find_slot(slots, c)
+            existing = slot.binding if slot is not None else None
             if existing is not None and existing.call_id == msg.call_id and msg.cseq_num <= existing.cseq:
                 # RFC 3261 10.3 step 7: same Call-ID and a CSeq not higher: abort the update.
                 return self._reply(msg, 400, "Out-of-order REGISTER")
-        live = list(current)
-        ua = msg.get("user-agent") or ""
-        for c, expires, q in changes:
-            existing = by_contact.get(c.uri)
+            if slot is None:
+                if expires == 0:
+                    continue  # removing a binding that does not exist: nothing to do
+                slot = _Slot(None, c.uri)
+                slots.append(slot)
             if expires == 0:
-                if existing is not None:
-                    live.remove(existing)
-                    del by_contact[c.uri]
+                slot.removed = True
+                slot.update = None
                 continue
+            slot.removed = False  # a contact removed and added again in one request: the last wins
+            slot.contact = c.uri  # the spelling of the latest REGISTER (equal per RFC 3261 19.1.4)
+            slot.parsed = None
             params = ";".join(
                 f"{k}={v}" if v is not None else k for k, v in c.params.items() if k not in ("expires", "q")
             )
-            if existing is not None:
-                b = existing
-                b.expires_at = now + expires
-                b.call_id = msg.call_id
-                b.cseq = msg.cseq_num
-                b.source_ip, b.source_port = peer.ip, peer.port
-                b.transport, b.local_port, b.conn_id = peer.transport, peer.local_port, peer.conn_id
-                b.q = q
-                b.user_agent = ua
-                b.params = params
-            else:
-                b = Binding(aor=aor, device_id=device_id, contact=c.uri, expires_at=now + expires,
-                            call_id=msg.call_id, cseq=msg.cseq_num, source_ip=peer.ip, source_port=peer.port,
-                            transport=peer.transport, local_port=peer.local_port, q=q, user_agent=ua,
-                            conn_id=peer.conn_id, params=params)
-                live.append(b)
-                by_contact[c.uri] = b
-        if len(live) > self.config.max_contacts:
+            slot.update = (expires, q, params)
+        survivors = [s for s in slots if not s.removed]
+        # Refused only when the request would grow the list past the limit: a device already over
+        # it (the limit was lowered) can still refresh or remove its bindings.
+        if len(survivors) > self.config.max_contacts and len(survivors) > len(current):
             return self._reply(msg, 403, f"Too many contacts (at most {self.config.max_contacts})")
-        # Persist: removals, then saves.
-        keep = {id(b) for b in live}
-        for b in current:
-            if id(b) not in keep:
-                self.sink.removed(b.aor, b.contact)
-                self.count -= 1
-        self.count += sum(1 for b in live if id(b) not in {id(x) for x in current})
-        for c, expires, _q in changes:
-            if expires:
-                self.sink.saved(by_contact[c.uri])
+        # Commit, and persist: removals, then saves.
+        ua = msg.get("user-agent") or ""
+        live: list[Binding] = []
+        saves: list[Binding] = []
+        for s in slots:
+            b = s.binding
+            if s.removed:
+                if b is not None:
+                    self.sink.removed(b.aor, b.contact)
+                    self.count -= 1
+                continue
+            if s.update is not None:
+                expires, q, params = s.update
+                if b is None:
+                    b = Binding(aor=aor, device_id=device_id, contact=s.contact, expires_at=now + expires,
+                                call_id=msg.call_id, cseq=msg.cseq_num, source_ip=peer.ip, source_port=peer.port,
+                                transport=peer.transport, local_port=peer.local_port, q=q, user_agent=ua,
+                                conn_id=peer.conn_id, params=params)
+                    self.count += 1
+                else:
+                    if b.contact != s.contact:
+                        # The same binding written differently: the store is keyed by the text.
+                        self.sink.removed(b.aor, b.contact)
+                        b.contact = s.contact
+                    b.device_id = device_id
+                    b.expires_at = now + expires
+                    b.call_id = msg.call_id
+                    b.cseq = msg.cseq_num
+                    # NAT: where this REGISTER really came from (RFC 3581), not what the Contact says.
+                    b.source_ip, b.source_port = peer.ip, peer.port
+                    b.transport, b.local_port, b.conn_id = peer.transport, peer.local_port, peer.conn_id
+                    b.q = q
+                    b.user_agent = ua
+                    b.params = params
+                saves.append(b)
+            assert b is not None
+            live.append(b)
+        for b in saves:
+            self.sink.saved(b)
         if live:
             self.bindings[aor] = live
         else:
@@ -262,12 +287,20 @@ class Registrar:
         return min(int(value), MAX_EXPIRES_VALUE)
 
     # -- responses ---------------------------------------------------------------------------
-    def _ok(self, msg: SipMessage, bindings: list[Binding]) -> SipMessage:
-        now = self._wall()
+    def _ok(self, msg: SipMessage, bindings: list[Binding], now: float) -> SipMessage:
+        """200 listing every current binding (RFC 3261 10.3 step 8), each with its remaining time.
+
+        ``now`` is the instant the bindings were computed at: reading the clock again here made
+        a binding just registered for 3600 s read "expires=3599" (the clock moved, and int()
+        truncates), and the remaining time is rounded for the same reason.  The contact
+        parameters we keep (+sip.instance, reg-id, unknown ones: RFC 4475 section 3.3.12) are
+        echoed, so a client can find its own binding in the list (RFC 5626 section 6).
+        """
         resp = self._reply(msg, 200, "OK")
         for b in bindings:
-            remaining = max(0, int(b.expires_at - now))
-            resp.add("Contact", f"<{b.contact}>;expires={remaining}")
+            remaining = max(1, int(b.expires_at - now + 0.5))
+            params = f";{b.params}" if b.params else ""
+            resp.add("Contact", f"<{b.contact}>{params};expires={remaining}")
         # RFC 3261 10.3 step 8: a Date header lets simple clients set their clocks.
         resp.add("Date", formatdate(now, usegmt=True))
         return resp
@@ -286,3 +319,38 @@ class Registrar:
         if decision.kind in (FORBIDDEN, BAD):
             return RegisterOutcome(self._reply(msg, decision.status, decision.reason), delay=decision.delay)
         return RegisterOutcome(self._reply(msg, 500, "Server Internal Error"))
+
+
+class _Slot:
+    """One binding while a REGISTER is worked out: the stored one (if any) and what to do to it."""
+
+    __slots__ = ("binding", "contact", "parsed", "removed", "update")
+
+    def __init__(self, binding: Binding | None, contact: str) -> None:
+        self.binding = binding
+        self.contact = contact
+        self.parsed: SipUri | None = None
+        self.removed = False
+        self.update: tuple[int, float | None, str] | None = None  # (expires, q, params)
+
+
+def _find_slot(slots: list[_Slot], contact: NameAddr) -> _Slot | None:
+    """The slot holding ``contact``: by RFC 3261 19.1.4 URI comparison, as 10.3 step 7 asks
+    ("sip:bob@HOST" and "sip:%62ob@host" are one binding), the exact text first (the usual case)."""
+    uri = contact.uri
+    for s in slots:
+        if s.contact == uri:
+            return s
+    try:
+        parsed = contact.parsed_uri
+    except SipError:
+        return None
+    for s in slots:
+        if s.parsed is None:
+            try:
+                s.parsed = parse_uri(s.contact)
+            except SipError:
+                continue
+        if s.parsed.equals(parsed):
+            return s
+    return None

@@ -19,6 +19,7 @@ PING = object()
 # folded onto continuation lines (RFC 3261 section 7.3.1).
 _CL_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)", re.I)
 _FOLD_RE = re.compile(rb"\r?\n[ \t]+")
+_LINE_ENDS_RE = re.compile(rb"[\r\n]+")
 
 DEFAULT_MAX_HEADER = 65535
 DEFAULT_MAX_BODY = 1 << 20
@@ -54,29 +55,35 @@ class StreamFramer:
                 del buf[: self._need]
                 self._need = 0
                 continue
-            # Leading CRLFs: a keep-alive ping (CRLFCRLF) or stray line ends before a message.
+            # Leading line ends: keep-alive pings (CRLFCRLF) or stray line ends (a pong, CRLFs
+            # before a message, RFC 3261 section 7.5) -- found the same way however the bytes
+            # were cut into chunks.
             if buf[0] in (13, 10):
-                if buf.startswith(b"\r\n\r\n"):
+                run = _LINE_ENDS_RE.match(buf)
+                assert run is not None
+                r = run.end()
+                ping = buf.find(b"\r\n\r\n", 0, r)
+                if ping >= 0:
                     out.append(PING)
-                    del buf[:4]
+                    del buf[:ping + 4]
                     continue
-                if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
-                    break  # maybe the start of a ping; wait for more
-                i = 0
-                while i < len(buf) and buf[i] in (13, 10):
-                    i += 1
-                del buf[:i]
+                if r == len(buf):
+                    # Keep what may be the start of a ping; wait for more.
+                    keep = 3 if buf.endswith(b"\r\n\r") else 2 if buf.endswith(b"\r\n") else int(buf[-1] == 13)
+                    del buf[:r - keep]
+                    break
+                del buf[:r]
                 continue
             end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
             if end < 0:
                 if len(buf) > self.max_header:
-                    return self._break(out, SipError(513, "Message Too Large"))
+                    return self._break(out, SipError(513, "Message Too Large"), self.max_header)
                 self._scanned = len(buf)
                 break
             self._scanned = 0
             head_len = end + 4
             if head_len > self.max_header:
-                return self._break(out, SipError(513, "Message Too Large"))
+                return self._break(out, SipError(513, "Message Too Large"), self.max_header)
             # The header block ends with its last line's CRLF (part of the blank line).
             m = _CL_RE.search(buf, 0, end + 2)
             if m is None:
@@ -85,26 +92,28 @@ class StreamFramer:
                 if _CL_RE.search(buf, m.end(), end + 2) is not None:
                     # Two Content-Length fields: the message boundary is unknowable (RFC 4475
                     # section 3.3.9), so the stream cannot be resynchronised.
-                    return self._break(out, SipError(400, "Multiple Content-Length values"))
+                    return self._break(out, SipError(400, "Multiple Content-Length values"), head_len)
                 text = m.group(1)
                 if b"\n" in text:
                     text = _FOLD_RE.sub(b" ", text)
                 # The same test as the parser's, so that both see the same message boundary.
                 text = text.strip(b" \t")
                 if not text.isdigit():
-                    return self._break(out, SipError(400, "Malformed Content-Length"))
+                    return self._break(out, SipError(400, "Malformed Content-Length"), head_len)
                 text = text.lstrip(b"0") or b"0"
                 # The length test first: int() refuses digit strings over 4300 digits.
                 if len(text) > 12 or int(text) > self.max_body:
-                    return self._break(out, SipError(413, "Request Entity Too Large"))
+                    return self._break(out, SipError(413, "Request Entity Too Large"), head_len)
                 length = int(text)
             self._need = head_len + length
         return out
 
-    def _break(self, out: list[object], err: SipError) -> list[object]:
+    def _break(self, out: list[object], err: SipError, head: int) -> list[object]:
+        """Report ``err`` with the message head (up to ``head`` octets, so that the caller can
+        still answer it) and stop: the stream can no longer be trusted to be in step."""
         self.broken = True
         self._need = self._scanned = 0
-        err.message = bytes(self._buf[: self.max_header])
+        err.message = bytes(self._buf[:head])
         self._buf.clear()
         out.append(err)
         return out

@@ -220,6 +220,7 @@ class ClientTransaction:
         "_a_interval", "_timer", "_timer_b", "ack", "app", "branch", "data", "is_invite", "key", "layer",
         "owner", "peer", "request", "state",
     )
+    # _timer_b is Timer B or F, or in Proceeding the 64*T1 wait for a final after a CANCEL.
 
     def __init__(self, layer: TransactionLayer, request: SipMessage, peer: Peer, owner: ClientOwner,
                  branch: str) -> None:
@@ -372,6 +373,11 @@ class ClientTransaction:
         """Send CANCEL for this INVITE (RFC 3261 section 9.1): only after a provisional response."""
         if not self.is_invite or self.state != PROCEEDING:
             return None
+        pending = self.layer.client.get((self.branch, "CANCEL"))
+        if pending is not None:
+            # One CANCEL at a time: it is retransmitted by its own transaction (17.1.2), and a
+            # second one with the same branch would be the same transaction.
+            return pending
         req = self.request
         h = req.headers
         # RFC 3261 9.1: same Request-URI, Call-ID, To, From, CSeq number and top Via (so the
@@ -382,7 +388,19 @@ class ClientTransaction:
         if reason:
             headers.append(("Reason", reason))
         cancel = SipMessage.request("CANCEL", req.uri, headers)
-        return self.layer.send_request(cancel, self.peer, owner, now, branch=self.branch)
+        ctx = self.layer.send_request(cancel, self.peer, owner, now, branch=self.branch)
+        if ctx is not None and self._timer_b is None:
+            # RFC 3261 9.1: with no final response 64*T1 after the CANCEL, the INVITE counts as
+            # cancelled and its transaction is destroyed (else a silent peer leaks it).
+            self._timer_b = self.layer.timers.schedule(now + 64 * self.layer.config.t1, self._fire_cancelled,
+                                                       now + 64 * self.layer.config.t1)
+        return ctx
+
+    def _fire_cancelled(self, when: float) -> None:
+        if self.state != PROCEEDING:
+            return
+        self._terminate()
+        self.owner.tx_timeout(self, when)
 
 
 class TransactionLayer:

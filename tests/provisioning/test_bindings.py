@@ -159,12 +159,15 @@ def test_a_malformed_binding_does_not_block_the_others(
 
 def test_enqueue_is_cheap(store: DbBindingStore) -> None:
     binding = _binding(1)
-    n = 20_000
-    start = time.perf_counter()
-    for _ in range(n):
-        store.saved(binding)
-    per_call = (time.perf_counter() - start) / n
-    assert per_call < 20e-6, f"saved() costs {per_call * 1e6:.1f} us"
+    rounds = []
+    # The best of many short rounds: a busy machine may preempt any one of them for milliseconds.
+    for _ in range(30):
+        start = time.perf_counter()
+        for _ in range(1000):
+            store.saved(binding)
+        rounds.append((time.perf_counter() - start) / 1000)
+    best = min(rounds)
+    assert best < 10e-6, f"saved() costs {best * 1e6:.1f} us"
     store._ops.clear()  # not written: device 1 may not exist
 
 

@@ -82,7 +82,8 @@ def test_watcher_sees_new_and_deleted_devices_within_a_second(migrated_db: SF, w
     cid, did = _setup(migrated_db)
     _wait_for(lambda: watcher.device_by_username("alice") is not None)
     assert watcher.customer(cid) is not None
-    assert any(("sip_device", did) in batch for batch in seen)
+    # Listeners run just after the new snapshot is published, on the watcher thread.
+    _wait_for(lambda: any(("sip_device", did) in batch for batch in seen))
 
     before = watcher.snapshot
     with migrated_db() as s:

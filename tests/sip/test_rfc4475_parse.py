@@ -338,12 +338,12 @@ def test_torture_message(row: dict[str, str]) -> None:
     # A request refused with a status must still be answerable: the partly parsed message
     # carries the fields a response copies (RFC 3261 section 8.2.6.2) -- unless those are
     # exactly what is missing (insuf).
-    msg = err.message
-    assert isinstance(msg, SipMessage)
-    assert msg.method
+    partial = err.message
+    assert isinstance(partial, SipMessage)
+    assert partial.method
     if name != "insuf.dat":
         for key in ("via", "from", "to", "call-id", "cseq"):
-            assert msg.headers.get(key), key
+            assert partial.headers.get(key), key
 
 
 def _parses(data: bytes) -> bool:
