@@ -144,7 +144,7 @@ def run(calls: int, profile: bool) -> float:
         feed(f"SIP/2.0 200 OK\r\n{to_tagged}Contact: <sip:127.0.0.1:5062>\r\nContent-Type: application/sdp\r\n"
              f"Content-Length: {len(SDP)}\r\n\r\n".encode() + SDP, UAS)
         msgs = take(5061)
-        ok = [m for m in msgs if m.status == 200][0]
+        ok = next(m for m in msgs if m.status == 200)
         to = ok.headers["to"][0]
         feed((f"ACK sip:bench@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-{i}-5\r\n"
               f"From: sipp <sip:sipp@127.0.0.1:5061>;tag={i}SIPpTag00\r\nTo: {to}\r\nCall-ID: {cid}\r\n"
@@ -157,8 +157,8 @@ def run(calls: int, profile: bool) -> float:
               ).encode(), UAC)
         take(5061)  # 200 for the BYE
         (bye,) = take(5062)
-        feed(f"SIP/2.0 200 OK\r\n{_hdrs(bye, 'Via', 'From', 'To', 'Call-ID', 'CSeq')}Content-Length: 0\r\n\r\n".encode(),
-             UAS)
+        bye_ok = f"SIP/2.0 200 OK\r\n{_hdrs(bye, 'Via', 'From', 'To', 'Call-ID', 'CSeq')}Content-Length: 0\r\n\r\n"
+        feed(bye_ok.encode(), UAS)
         if i % 1000 == 999:
             t = time.perf_counter()
             timers.run_due(clock[0])

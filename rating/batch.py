@@ -39,6 +39,7 @@ from rating.deck import Deck, DeckError, DeckProblem, derive_deck, parse_markup,
 from rating.engine import CompiledBook, RatingInputError, levels_frame, rate_frame
 from rating.instants import parse_instant_series
 from rating.money import CARRIER_DECIMALS, DEFAULT_DECIMALS, MAX_DECIMALS
+from rating.tuning import retain_freed_memory
 
 RATED_COLUMNS = (
     "call_id",
@@ -469,7 +470,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="draw a progress bar (default: only when stderr is a terminal)",
     )
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default: CPU count, max 4)")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep freed memory in the process instead of page-faulting it back (see rating.tuning)",
+    )
     args = parser.parse_args(argv)
+    if args.keep_freed_memory:
+        retain_freed_memory()
     try:
         stats = run(args.input, args.output, progress=args.progress, threads=args.threads)
     except (InputError, DeckError) as exc:

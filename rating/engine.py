@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from cdr.schema import CDR_TYPES
 from rating.book import CUSTOMER, MAX_DURATION_MS, RatingBook
 from rating.deck import Deck
 from rating.money import CARRIER_DECIMALS, MAX_DECIMALS
@@ -68,14 +69,11 @@ STATUS_CATEGORIES = ["rated", "unanswered", "no_rate"]
 STATUS_DTYPE = pl.Enum(STATUS_CATEGORIES)
 S_RATED, S_UNANSWERED, S_NO_RATE = 0, 1, 2
 
+# The columns the engine reads, named and typed as in the shared CDR record (cdr.schema); a frame
+# with every CDR column (the database's, the spool's) can be passed as it is.
 CDR_INPUT_COLUMNS: dict[str, pl.DataType] = {
-    "call_id": pl.String(),
-    "customer_id": pl.Int64(),
-    "dialled_number": pl.String(),
-    "start_ms": pl.Int64(),
-    "answer_ms": pl.Int64(),
-    "duration_ms": pl.Int64(),
-    "carrier_id": pl.Int64(),
+    name: (pl.Int64() if CDR_TYPES[name][0] is int else pl.String())
+    for name in ("call_id", "customer_id", "dialled_number", "start_ms", "answer_ms", "duration_ms", "carrier_id")
 }
 
 
@@ -1123,20 +1121,37 @@ def _as_enum(values: pl.Series) -> pl.Series:
 
 def levels_frame(rated: pl.DataFrame) -> pl.DataFrame:
     """Long form of the per-level amounts: ``call_id, level, account_id, amount, decimals``
-    (the shape of ``rated_levels.csv``), one row per call and level of its account tree."""
+    (the shape of ``rated_levels.csv``), one row per call and level of its account tree, in
+    call order then level order."""
     depth = len([c for c in rated.columns if c.startswith("account_l")])
-    parts = [
-        rated.select(
-            pl.col("call_id"),
-            pl.lit(k, dtype=pl.Int8).alias("level"),
-            pl.col(f"account_l{k}").alias("account_id"),
-            pl.col(f"amount_l{k}").alias("amount"),
-            pl.col(f"decimals_l{k}").alias("decimals"),
-        ).with_row_index("__i")
-        for k in range(depth)
-    ]
-    long = pl.concat(parts).filter(pl.col("account_id").is_not_null())
-    return long.sort("__i", "level").drop("__i")
+    n = rated.height
+    # levels are filled from 0 upwards, so a call's levels are 0 .. count-1: no sort needed
+    counts = (
+        rated.select(pl.sum_horizontal(pl.col(f"account_l{k}").is_not_null().cast(pl.Int64) for k in range(depth)))
+        .to_series()
+        .to_numpy()
+        if depth
+        else np.zeros(n, dtype=np.int64)
+    )
+    call = np.repeat(np.arange(n, dtype=np.int64), counts)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    level = np.arange(len(call), dtype=np.int64) - starts
+    flat = call * max(depth, 1) + level  # index into the level-major interleaving below
+
+    def interleave(prefix: str) -> pl.Series:
+        cols = [rated.get_column(f"{prefix}{k}") for k in range(depth)]
+        wide = pl.DataFrame(cols).select(pl.concat_list(pl.all()).alias("v")).explode("v").get_column("v")
+        return wide.gather(flat)
+
+    return pl.DataFrame(
+        {
+            "call_id": rated.get_column("call_id").gather(call),
+            "level": pl.Series(level).cast(pl.Int8),
+            "account_id": interleave("account_l"),
+            "amount": interleave("amount_l"),
+            "decimals": interleave("decimals_l"),
+        }
+    )
 
 
 def bundle_consumption(rated: pl.DataFrame) -> pl.DataFrame:

@@ -36,6 +36,7 @@ from rating.engine import CompiledBook, rate_frame
 from rating.instants import format_instant
 from rating.money import MAX_DECIMALS
 from rating.scalar import ScalarRater, digits_of
+from rating.tuning import retain_freed_memory
 
 
 def machine() -> str:
@@ -245,10 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-disk", action="store_true")
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--dsn", default="host=127.0.0.1 port=5432 user=postgres dbname=test")
+    ap.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="leave glibc's default of returning freed memory to the kernel (see rating.tuning)",
+    )
     args = ap.parse_args(argv)
+    tuned = False if args.no_malloc_tuning else retain_freed_memory()
 
     print(f"machine: {machine()}")
-    print(f"load average at start: {load()}")
+    print(f"load average at start: {load()}; freed memory kept in process (rating.tuning): {tuned}")
     rng = np.random.default_rng(42)
     t0 = time.perf_counter()
     book, raw, derived = make_book(rng, args.prefixes)

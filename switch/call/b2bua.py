@@ -20,6 +20,7 @@ Flow, with the RFC sections that govern each step:
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -84,7 +85,7 @@ class Party:
 class BLeg:
     """One INVITE to one callee contact (a ClientOwner for its INVITE transaction)."""
 
-    __slots__ = ("ack", "binding", "call", "cancel_pending", "dialog", "final", "state", "tx")
+    __slots__ = ("ack", "binding", "call", "cancel_pending", "dialog", "final", "local_final", "state", "tx")
 
     def __init__(self, call: Call, binding: Binding) -> None:
         self.call = call
@@ -93,6 +94,7 @@ class BLeg:
         self.dialog: Dialog | None = None
         self.state = LEG_CALLING
         self.final: tuple[int, str] | None = None
+        self.local_final = False  # the final answer was made up here (timeout), not sent by the callee
         self.cancel_pending = False
         self.ack: bytes | None = None  # the ACK for this leg's 2xx, once sent (resent on 2xx retransmits)
 
@@ -100,19 +102,21 @@ class BLeg:
         self.call.leg_response(self, msg, now)
 
     def tx_timeout(self, tx: ClientTransaction, now: float) -> None:
+        self.local_final = True
         self.call.leg_failed(self, 408, "Request Timeout", now)
 
 
 class Relay:
     """An in-dialog request relayed from one side to the other; answers flow back."""
 
-    __slots__ = ("call", "from_dialog", "server_tx", "to_dialog")
+    __slots__ = ("call", "far_ack", "from_dialog", "server_tx", "to_dialog")
 
     def __init__(self, call: Call, server_tx: ServerTransaction, from_dialog: Dialog, to_dialog: Dialog) -> None:
         self.call = call
         self.server_tx = server_tx
         self.from_dialog = from_dialog
         self.to_dialog = to_dialog
+        self.far_ack: bytes | None = None  # the ACK we sent for the far side's 2xx (re-sent on retransmits)
 
     def tx_response(self, tx: ClientTransaction, msg: SipMessage, now: float) -> None:
         self.call.relay_response(self, tx, msg, now)
@@ -183,7 +187,8 @@ class Call:
         self.source_ip = tx.peer.ip
         self._no_answer: TimerHandle | None = None
         self.a_2xx: _Pending2xx | None = None
-        self.pending: dict[int, _Pending2xx] = {}  # re-INVITE 2xx awaiting ACK, by our CSeq on that side
+        # re-INVITE 2xx awaiting ACK, by (the side's dialog, its CSeq)
+        self.pending: dict[tuple[int, int], _Pending2xx] = {}
         self._cdr_done = False
         tx.app = self
 
@@ -269,9 +274,19 @@ class Call:
         leg.state = LEG_DONE
         leg.final = (status, reason)
         self._forget_leg(leg)
-        if self.state in (ROUTING, EARLY) and all(x.state == LEG_DONE for x in self.legs):
-            best = _best_final([x.final for x in self.legs if x.final is not None])
-            self._fail(best[0], best[1], now, by=HANGUP_CALLEE)
+        if self.state not in (ROUTING, EARLY):
+            return
+        if status >= 600:
+            # RFC 3261 16.7 step 5: a 6xx ends the search: cancel every pending branch.
+            for other in self.legs:
+                if other.state in (LEG_CALLING, LEG_EARLY):
+                    self._cancel_leg(other, now)
+            self._fail(status, reason, now, by=HANGUP_CALLEE)
+            return
+        if all(x.state == LEG_DONE for x in self.legs):
+            best = _best_leg([x for x in self.legs if x.final is not None])
+            assert best is not None and best.final is not None
+            self._fail(best.final[0], best.final[1], now, by=HANGUP_SWITCH if best.local_final else HANGUP_CALLEE)
 
     def _leg_answered(self, leg: BLeg, msg: SipMessage, now: float) -> None:
         if leg.state == LEG_ANSWERED:
@@ -399,7 +414,7 @@ class Call:
 
     def ack_relayed_invite(self, dialog: Dialog | None, msg: SipMessage, now: float) -> None:
         """ACK for a relayed re-INVITE's 2xx: stop our retransmission and ACK the far side."""
-        p = self.pending.pop(id(dialog) ^ msg.cseq_num, None) if dialog is not None else None
+        p = self.pending.pop((id(dialog), msg.cseq_num), None) if dialog is not None else None
         if p is None:
             return  # a retransmitted ACK, or one we never asked for: absorbed
         if p.timer is not None:
@@ -411,7 +426,10 @@ class Call:
             if far is not None:
                 ack = far.new_request("ACK", cseq=tx.request.cseq_num, body=msg.body,
                                       content_type=msg.get("content-type"))
-                self.core.layer.send_ack_2xx(ack.to_bytes(), far.peer)
+                data = ack.to_bytes()
+                if isinstance(tx.owner, Relay):
+                    tx.owner.far_ack = data
+                self.core.layer.send_ack_2xx(data, far.peer)
 
     def cancel(self, now: float) -> None:
         """CANCEL from A before the final answer (RFC 3261 9.2)."""
@@ -461,6 +479,15 @@ class Call:
         if not dialog.check_remote_cseq(msg):
             core.reply(tx, 500, "Out of order CSeq", now)
             return
+        if method == "BYE" and self.state in (ROUTING, EARLY):
+            if dialog is self.a_dialog:
+                # RFC 3261 15 / 15.1.2: the caller may BYE its early dialog; the INVITE then
+                # gets 487 and the ringing branches are cancelled, as for CANCEL.
+                core.reply(tx, 200, "OK", now)
+                self.cancel(now)
+            else:
+                core.reply(tx, 481, "Call/Transaction Does Not Exist", now)
+            return
         if method == "BYE":
             core.reply(tx, 200, "OK", now)
             self._end(HANGUP_CALLER if dialog is self.a_dialog else HANGUP_CALLEE, now,
@@ -474,7 +501,12 @@ class Call:
                        else "Call/Transaction Does Not Exist", now)
             return
         if method == "INVITE":
-            if far.invite_pending or dialog.invite_pending:
+            if far.invite_pending:
+                # RFC 3261 14.2: a new INVITE while the sender's previous one is unanswered.
+                core.reply(tx, 500, "Server Internal Error", now,
+                           headers=[("Retry-After", str(random.randint(0, 10)))])
+                return
+            if dialog.invite_pending:
                 core.reply(tx, 491, "Request Pending", now)  # RFC 3261 14.1: glare
                 return
             far.invite_pending = True
@@ -519,11 +551,15 @@ class Call:
         resp = response_for(server_tx.request, status, msg.reason, headers=headers, body=msg.body)
         data = resp.to_bytes()
         if method == "INVITE" and 200 <= status < 300:
-            if server_tx.state in ("Accepted",):
-                return  # a retransmitted 2xx from the far side: ours is being retransmitted already
+            if server_tx.state == "Accepted":
+                # A retransmitted 2xx from the far side: our own 2xx is being retransmitted
+                # already; if the far side was ACKed, our ACK was lost: send it again (13.2.2.4).
+                if relay.far_ack is not None:
+                    self.core.layer.send_ack_2xx(relay.far_ack, relay.to_dialog.peer)
+                return
             server_tx.respond_bytes(data, status, now)
             p = self._retransmit_2xx(data, server_tx.resp_peer, server_tx.request.cseq_num, now, tx)
-            self.pending[id(relay.from_dialog) ^ server_tx.request.cseq_num] = p
+            self.pending[(id(relay.from_dialog), server_tx.request.cseq_num)] = p
         else:
             server_tx.respond_bytes(data, status, now)
         self.core.stats.response(status)
@@ -548,6 +584,9 @@ class Call:
         if bye_a and self.a_dialog is not None:
             self._bye(self.a_dialog, now)
         if bye_b and self.b_dialog is not None:
+            if self.winner is not None and self.winner.ack is None:
+                # The caller hung up before its ACK: the callee's 2xx still needs one (13.2.2.4).
+                self._ack_leg(self.winner, b"", None)
             self._bye(self.b_dialog, now)
         if was_up:
             self.core.active_calls -= 1
@@ -599,21 +638,18 @@ class Call:
         core.emit_cdr(record)
 
 
-def _best_final(finals: list[tuple[int, str]]) -> tuple[int, str]:
-    """Pick the response for A when every branch failed (RFC 3261 section 16.7 step 6)."""
-    if not finals:
-        return (480, "Temporarily Unavailable")
-    for f in finals:
-        if f[0] >= 600:
-            return f
+def _best_leg(legs: list[BLeg]) -> BLeg | None:
+    """The branch whose answer A gets when every branch failed (RFC 3261 section 16.7 step 6)."""
 
-    def rank(f: tuple[int, str]) -> tuple[int, int]:
-        code = f[0]
+    def rank(leg: BLeg) -> tuple[int, int]:
+        code = leg.final[0] if leg.final else 500
+        if code >= 600:
+            return (0, 0)
         # Lowest class first; within 4xx, a busy or a definite refusal says more than a timeout.
         pref = 0 if code == 486 else 2 if code in (408, 480) else 1
         return (code // 100, pref)
 
-    return min(finals, key=rank)
+    return min(legs, key=rank) if legs else None
 
 
 def _host(host: str) -> str:

@@ -344,12 +344,16 @@ class SwitchCore:
         if inv is None:
             self.reply(tx, 481, "Call/Transaction Does Not Exist", now)  # RFC 3261 9.2
             return
-        self.reply(tx, 200, "OK", now)
         call = inv.app
+        # RFC 3261 9.2: the 200 to the CANCEL SHOULD carry the To tag of the 487 that follows.
+        tag = call.a_tag if isinstance(call, Call) else self.new_tag()
+        resp = response_for(tx.request, 200, "OK", to_tag=tag)
+        tx.respond(resp, now)
+        self.stats.response(200)
         if isinstance(call, Call):
             call.cancel(now)
         elif inv.state == "Proceeding":
-            inv.respond(response_for(inv.request, 487, "Request Terminated", to_tag=self.new_tag()), now)
+            inv.respond(response_for(inv.request, 487, "Request Terminated", to_tag=tag), now)
             self.stats.response(487)
 
     def _ack(self, msg: SipMessage, now: float) -> None:

@@ -219,13 +219,13 @@ class SipTransports:
             log.debug("dropped malformed message from %s: %s", peer, err)
             return
         h = msg.headers
-        if not all(h.get(k) for k in ("via", "from", "to", "call-id", "cseq")):
+        if not h.get("via"):
             log.debug("dropped unanswerable request from %s: %s", peer, err)
             return
-        if len(h["cseq"]) > 1:
-            h["cseq"] = h["cseq"][:1]
-        for key in ("from", "to", "call-id"):
-            h[key] = h[key][:1]
+        # RFC 3261 8.2.6.2: copy what the request has; one value each, even if it sent several.
+        for key in ("from", "to", "call-id", "cseq"):
+            if key in h:
+                h[key] = h[key][:1]
         resp = response_for(msg, err.status, err.reason, to_tag="tlerr", headers=err.extra_headers)
         log.info("answered %d %s to %s (Call-ID %s)", err.status, err.reason, peer, msg.call_id)
         self.send(resp.to_bytes(), response_peer(msg.via, peer))

@@ -15,9 +15,9 @@ from switch.sip.errors import SipError
 # A keep-alive ping seen in the stream; the caller writes back b"\r\n" (RFC 5626 4.4.1).
 PING = object()
 
-# Content-Length (or its compact form "l") at the start of a header line; the value may be
-# folded onto continuation lines (RFC 3261 section 7.3.1).
-_CL_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)", re.I)
+# Content-Length (or its compact form "l") at the start of a header line; the colon and the
+# value may be folded onto continuation lines (RFC 3261 section 7.3.1).
+_CL_RE = re.compile(rb"\n(?:content-length|l)(?:[ \t]|\r?\n[ \t])*:((?:[^\r\n]|\r?\n[ \t])*)", re.I)
 _FOLD_RE = re.compile(rb"\r?\n[ \t]+")
 _LINE_ENDS_RE = re.compile(rb"[\r\n]+")
 
@@ -74,22 +74,28 @@ class StreamFramer:
                     break
                 del buf[:r]
                 continue
-            end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
-            if end < 0:
+            # The header block ends at the first empty line: CRLF CRLF, or LF LF from a peer
+            # that ends lines with bare LF (the parser accepts both and takes the first).
+            scan = max(0, self._scanned - 3)
+            end = buf.find(b"\r\n\r\n", scan)
+            lf = buf.find(b"\n\n", scan, len(buf) if end < 0 else end)
+            if lf >= 0:
+                end, head_len = lf, lf + 2
+            elif end >= 0:
+                head_len = end + 4
+            else:
                 if len(buf) > self.max_header:
                     return self._break(out, SipError(513, "Message Too Large"), self.max_header)
                 self._scanned = len(buf)
                 break
             self._scanned = 0
-            head_len = end + 4
             if head_len > self.max_header:
                 return self._break(out, SipError(513, "Message Too Large"), self.max_header)
-            # The header block ends with its last line's CRLF (part of the blank line).
-            m = _CL_RE.search(buf, 0, end + 2)
+            m = _CL_RE.search(buf, 0, end)
             if m is None:
                 length = 0  # RFC 3261 18.3 makes it mandatory on streams; absent means no body
             else:
-                if _CL_RE.search(buf, m.end(), end + 2) is not None:
+                if _CL_RE.search(buf, m.end(), end) is not None:
                     # Two Content-Length fields: the message boundary is unknowable (RFC 4475
                     # section 3.3.9), so the stream cannot be resynchronised.
                     return self._break(out, SipError(400, "Multiple Content-Length values"), head_len)

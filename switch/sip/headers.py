@@ -45,8 +45,8 @@ _VIA_RE = re.compile(
     rf"({_HOST})"
     r"(?:\s*:\s*([0-9]{1,5}))?"
 )
-# The usual Via shape (no LWS inside sent-protocol or sent-by), matched without backtracking.
-_VIA_FAST_RE = re.compile(rf"SIP/2\.0/([A-Z]+) ({_HOST})(?::([0-9]{{1,5}}))?")
+# The usual Via shape in one match: no LWS, parameters of tokens only.
+_VIA_FAST_RE = re.compile(rf"SIP/2\.0/([A-Z]+) ({_HOST})(?::([0-9]{{1,5}}))?((?:;{TOKEN}(?:={TOKEN})?)*)\Z")
 _CSEQ_RE = re.compile(rf"\s*([0-9]+)\s+({TOKEN})\s*\Z")
 _DIGITS_RE = re.compile(r"\s*([0-9]+)\s*\Z")
 
@@ -231,17 +231,24 @@ class Via:
 def parse_via(value: str) -> Via:
     """One via-parm (RFC 3261 section 20.42, 25.1): sent-protocol, sent-by and parameters."""
     m = _VIA_FAST_RE.match(value)
-    if m is None or (m.end() < len(value) and value[m.end()] != ";"):
+    if m is not None:
+        transport, host, port_text, raw_params = m.groups()
+        params: dict[str, str | None] = {}
+        if raw_params:
+            for item in raw_params[1:].split(";"):
+                name, eq, param_value = item.partition("=")
+                params[name.lower()] = param_value if eq else None
+    else:
         m = _VIA_RE.match(value)
         if m is None:
             raise SipError(400, "Malformed Via")
-    transport, host, port_text = m.groups()
+        transport, host, port_text = m.groups()
+        params = parse_params(value, m.end())
+        if "branch" in params and not params["branch"]:
+            raise SipError(400, "Empty Via branch")
     port = int(port_text) if port_text else None
     if port is not None and port > 65535:
         raise SipError(400, "Malformed Via port")
-    params = parse_params(value, m.end())
-    if "branch" in params and not params["branch"]:
-        raise SipError(400, "Empty Via branch")
     return Via(transport.upper(), host.lower(), port, params, value.strip())
 
 

@@ -73,6 +73,8 @@ _LINE_END_RE = re.compile(r"\r?\n")
 _CALL_ID_RE = re.compile(r"[^\s@]+(?:@[^\s@]+)?\Z")
 
 MAX_MAX_FORWARDS = 255
+# "SIP/" in every case: a Status-Line starts with a case-insensitive SIP-Version (RFC 3261 7.1).
+_SIP_SLASH = frozenset(a + b + c + "/" for a in "Ss" for b in "Ii" for c in "Pp")
 _SINGLE_VALUED_SET = frozenset(SINGLE_VALUED)
 
 
@@ -95,17 +97,25 @@ def _learn_name(raw_name: str) -> str | None:
     key = COMPACT.get(key, key)
     if len(raw_name) <= _NAME_MAX_CACHED:
         cache = _CANON_KEYS if key in CANONICAL else _OTHER_KEYS
-        if len(cache) < _NAME_KEYS_MAX:
-            cache[raw_name] = key
+        if len(cache) >= _NAME_KEYS_MAX:
+            # Full (a peer inventing names?): start again rather than stop learning, so that
+            # the names of real traffic get back in.
+            cache.clear()
+            if cache is _CANON_KEYS:
+                _seed_names()
+        cache[raw_name] = key
     return key
 
 
-for _canon in CANONICAL.values():
-    _learn_name(_canon)
-    _learn_name(_canon.lower())
-for _compact in COMPACT:
-    _learn_name(_compact)
-    _learn_name(_compact.upper())
+def _seed_names() -> None:
+    for canon in CANONICAL.values():
+        _CANON_KEYS[canon] = _CANON_KEYS[canon.lower()] = canon.lower()
+    for compact, key in COMPACT.items():
+        cache = _CANON_KEYS if key in CANONICAL else _OTHER_KEYS
+        cache[compact] = cache[compact.upper()] = key
+
+
+_seed_names()
 
 
 class SipMessage:
@@ -267,7 +277,11 @@ class SipMessage:
     @property
     def vias(self) -> list[Via]:
         if self._vias is None:
-            self._vias = [parse_via(v) for v in self.get_all("via")]
+            values = self.get_all("via")
+            top = self.via
+            # The parser has already parsed the topmost value.
+            self._vias = [top if i == 0 and top is not None and top.raw == v else parse_via(v)
+                          for i, v in enumerate(values)]
         return self._vias
 
     @property
@@ -370,7 +384,7 @@ def parse_message(data: bytes, *, stream: bool = False, max_size: int = DEFAULT_
     # An error in a Request-Line is raised after the header fields are read, so that the
     # caller can still address the 400 or 505 it owes (RFC 4475 sections 3.1.2.7 - 3.1.2.10, 3.1.2.16).
     line_error: SipError | None = None
-    is_response = first.startswith("SIP/") or first[:4].upper() == "SIP/"
+    is_response = first[:4] in _SIP_SLASH
     if is_response:
         m = _RESPONSE_LINE_RE.match(first)
         if m is None:
@@ -460,21 +474,27 @@ def parse_message(data: bytes, *, stream: bool = False, max_size: int = DEFAULT_
     if not vias:
         raise _fail(None, 400, "Missing Via", drop=True)
     try:
-        msg.via = parse_via(split_commas(vias[0])[0])
+        top = vias[0]
+        msg.via = parse_via(split_commas(top)[0] if "," in top else top)
     except SipError as exc:
         # Still answerable for a request: the transport replies to the packet's source.
         raise _fail(msg, 400, exc.reason, drop=is_response) from None
-    for key in ("from", "to", "call-id", "cseq"):
-        if key not in headers:
-            raise _fail(msg, 400, f"Missing {CANONICAL[key]} header", drop=is_response)
-    call_id = headers["call-id"][0]
+    try:
+        from_value = headers["from"][0]
+        to_value = headers["to"][0]
+        call_id = headers["call-id"][0]
+        cseq_value = headers["cseq"][0]
+    except KeyError:
+        missing = next(key for key in ("from", "to", "call-id", "cseq") if key not in headers)
+        raise _fail(msg, 400, f"Missing {CANONICAL[missing]} header", drop=is_response) from None
     if _CALL_ID_RE.match(call_id) is None:
         raise _fail(msg, 400, "Malformed Call-ID", drop=is_response)
     msg.call_id = call_id
     try:
-        msg.cseq_num, msg.cseq_method = parse_cseq(headers["cseq"][0])
+        msg.cseq_num, cseq_method = parse_cseq(cseq_value)
+        msg.cseq_method = cseq_method
         if not is_response:
-            if msg.cseq_method != msg.method:
+            if cseq_method != msg.method:
                 # RFC 3261 section 8.1.1.5: the CSeq method MUST match the request's method.
                 raise SipError(400, "CSeq method does not match the Request-Line")
             mf = headers.get("max-forwards")
@@ -485,8 +505,8 @@ def parse_message(data: bytes, *, stream: bool = False, max_size: int = DEFAULT_
                 # RFC 3261 section 19.1.5: headers are not allowed in a Request-URI.
                 raise SipError(400, "Headers not allowed in the Request-URI")
         # From and To: the structure now (tags are needed for matching); URIs when read.
-        msg._from = parse_name_addr(headers["from"][0], check_uri=False)
-        msg._to = parse_name_addr(headers["to"][0], check_uri=False)
+        msg._from = parse_name_addr(from_value, check_uri=False)
+        msg._to = parse_name_addr(to_value, check_uri=False)
     except SipError as exc:
         raise _fail(msg, 400, exc.reason, drop=is_response) from None
     return msg

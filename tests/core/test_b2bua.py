@@ -447,8 +447,6 @@ def test_glare_is_491() -> None:
     h.assert_idle()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a 2nd re-INVITE while the caller's own 1st is unanswered gets 491, "
-                                      "RFC 3261 14.2 says 500 with Retry-After")
 def test_second_reinvite_before_the_first_is_answered_is_500() -> None:
     w = World()
     out, _inc = w.connect()
@@ -461,8 +459,6 @@ def test_second_reinvite_before_the_first_is_answered_is_500() -> None:
     assert resp[0].get("retry-after") is not None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a retransmitted 2xx to a relayed re-INVITE is not ACKed again "
-                                      "(RFC 3261 13.2.2.4)")
 def test_reinvite_2xx_retransmission_is_acked_again() -> None:
     w = World()
     out, _inc = w.connect()
@@ -557,8 +553,6 @@ def test_cancel_while_ringing() -> None:
     h.assert_idle()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 200 to CANCEL carries a To tag other than the 487's "
-                                      "(RFC 3261 9.2: SHOULD be the same)")
 def test_cancel_200_and_487_share_the_to_tag() -> None:
     w = World()
     out = w.dial()
@@ -611,8 +605,6 @@ def test_cancel_without_matching_invite_after_answer_does_nothing() -> None:
     w.h.assert_idle()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: BYE from the caller on the early dialog does not end the attempt: "
-                                      "no 487 to the INVITE, the callee keeps ringing (RFC 3261 15, 15.1.2)")
 def test_bye_from_caller_on_the_early_dialog_ends_the_attempt() -> None:
     w = World()
     h, alice, bob = w.h, w.alice, w.bob
@@ -816,8 +808,6 @@ def test_callee_timeout_is_408() -> None:
     h.assert_idle()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a callee that never answered (Timer B) is recorded as hangup_by "
-                                      "'callee'; the switch gave up, as for the no-answer timer")
 def test_callee_timeout_is_the_switchs_hangup() -> None:
     w = World()
     w.dial()
@@ -958,8 +948,6 @@ def test_forking_one_branch_times_out() -> None:
     h.assert_idle()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a 6xx from one branch does not cancel the other branches; the caller "
-                                      "waits for them (RFC 3261 16.7 step 5, the forking semantics b2bua.py claims)")
 def test_forking_6xx_cancels_the_other_branches() -> None:
     w = World(callee_contacts=2)
     w.dial()
@@ -1008,8 +996,6 @@ def test_contact_of_callee_dialog_is_used_after_answer() -> None:
     w.h.assert_idle()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: BYE from the caller before its ACK: the callee's 2xx is never ACKed "
-                                      "before the BYE (RFC 3261 13.2.2.4: the UAC MUST ACK every 2xx)")
 def test_bye_before_ack_still_acks_the_callee() -> None:
     w = World()
     alice, bob = w.alice, w.bob

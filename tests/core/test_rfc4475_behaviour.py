@@ -140,10 +140,7 @@ PARSE_ERRORS = {"badinv01.dat", "clerr.dat", "ncl.dat", "scalar02.dat", "scalarl
                 "multi01.dat", "mcl01.dat"}
 RESPONSES = {"unreason.dat", "noreason.dat", "scalarlg.dat", "bigcode.dat", "bcast.dat"}
 
-XFAIL = {
-    "insuf.dat": "BUG: SipTransports._answer_error drops a request without From/To/Call-ID although its Via "
-                 "addresses a 400 (RFC 4475 3.3.1, manifest: reject (400))",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _check_bext01(rig: Rig, sent: list[Sent], data: bytes) -> None:

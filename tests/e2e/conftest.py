@@ -81,7 +81,7 @@ def cdrs(switch: SwitchProcess, *, where: str = "1=1", wait_for: int = 1, timeou
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
         con.row_factory = sqlite3.Row
         try:
-            rows = [dict(r) for r in con.execute(f"SELECT * FROM cdrs WHERE {where} ORDER BY id")]  # noqa: S608
+            rows = [dict(r) for r in con.execute(f"SELECT * FROM cdrs WHERE {where} ORDER BY id")]
         except sqlite3.OperationalError:
             rows = []
         finally:

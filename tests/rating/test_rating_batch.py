@@ -24,7 +24,7 @@ def workdir(tmp_path: Path) -> Path:
 
 def test_end_to_end_matches_hand_computed_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    assert batch.main(["--input", str(DATA), "--output", str(out), "--no-progress"]) == 0
+    assert batch.main(["--input", str(DATA), "--output", str(out), "--no-progress", "--no-keep-freed-memory"]) == 0
     assert (out / "rated.csv").read_text() == (DATA / "expected" / "rated.csv").read_text()
     assert (out / "rated_levels.csv").read_text() == (DATA / "expected" / "rated_levels.csv").read_text()
     captured = capsys.readouterr()
@@ -55,7 +55,7 @@ def test_invalid_deck_refused_nothing_written(
     deck = workdir / "tariffs" / "wholesale.csv"
     deck.write_text(deck.read_text() + "447,dup,0.5,,,,,,,\n44x,bad,-1,,,,,,,\n")
     out = tmp_path / "out"
-    assert batch.main(["--input", str(workdir), "--output", str(out)]) == 1
+    assert batch.main(["--input", str(workdir), "--output", str(out), "--no-keep-freed-memory"]) == 1
     err = capsys.readouterr().err
     assert "tariffs/wholesale.csv row 3 (effective_from): prefix 447: window overlaps row 7" in err
     assert "tariffs/wholesale.csv row 7 (effective_from): prefix 447: window overlaps row 3" in err

@@ -196,3 +196,26 @@ def test_slow_sender_is_not_quadratic() -> None:
     assert time.perf_counter() - started < 2.0
     (err,) = framer.feed(b"x" * 6000)
     assert isinstance(err, SipError) and err.status == 513
+
+
+def test_bare_lf_messages_are_framed_like_the_parser_reads_them() -> None:
+    head1, _, body1 = request(1).partition(b"\r\n\r\n")
+    lf1 = head1.replace(b"\r\n", b"\n") + b"\n\n" + body1
+    body = b"a\r\n\r\nb"  # a CRLF CRLF in the body does not end the head
+    head = request(2, b"").split(b"\r\n\r\n")[0].replace(b"Content-Length: 0", b"Content-Length: 6")
+    lf2 = head.replace(b"\r\n", b"\n") + b"\n\n" + body
+    assert StreamFramer().feed(lf1 + lf2 + request(3)) == [lf1, lf2, request(3)]
+    assert parse_message(lf2, stream=True).body == body
+
+
+def test_content_length_name_folded_before_the_colon() -> None:
+    data = request(4, cl_line="Content-Length\r\n  : 87")
+    assert StreamFramer().feed(data + request(5)) == [data, request(5)]
+    assert parse_message(data, stream=True).body == BODY
+
+
+def test_stray_lf_before_a_ping_is_the_same_in_any_chunking() -> None:
+    data = b"\n\r\n\r\n" + request(1)
+    whole = StreamFramer().feed(data)
+    assert whole == [PING, request(1)]
+    assert feed_all(StreamFramer(), [data[i:i + 1] for i in range(len(data))]) == whole

@@ -177,6 +177,10 @@ def test_name_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     # Names learnt or not, they parse the same.
     msg = parse_message(invite("X-" + "y" * 200 + ": 1"))
     assert msg.get("x-" + "y" * 200) == "1"
+    # A full cache starts again: names seen after a flood are still learnt.
+    parse_message(invite("X-Legit: 1"))
+    assert cache.get("X-Legit") == "x-legit"
+    assert message_module._CANON_KEYS["Via"] == "via"
 
 
 # -- folding and LWS ---------------------------------------------------------------------------------
