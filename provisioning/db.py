@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Engine, Numeric, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -139,3 +140,49 @@ def engine_of(session_factory: sessionmaker[Session]) -> Engine:
     if not isinstance(bind, Engine):
         raise TypeError("session factory is not bound to an Engine")
     return bind
+
+
+MONEY_SCALE = 6
+_MICRO = 10**MONEY_SCALE
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal with 6 places: NUMERIC(18,6) on PostgreSQL, integer micro-units on SQLite.
+
+    SQLite has no decimal type: a NUMERIC column there holds a float, and SUM() adds floats.
+    Storing micro-units as a 64-bit integer keeps every value and every SUM exact; the Python side
+    always sees :class:`~decimal.Decimal`.  A value with more than 6 decimal places is refused
+    rather than rounded (the caller decides where money is rounded, once).
+    """
+
+    impl = Numeric(18, MONEY_SCALE)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(18, MONEY_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+        if not amount.is_finite():
+            raise ValueError("money must be a finite number")
+        scaled = amount.scaleb(MONEY_SCALE)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{amount} has more than {MONEY_SCALE} decimal places")
+        if dialect.name == "sqlite":
+            return int(scaled)
+        return amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return (Decimal(int(value)) / _MICRO).quantize(Decimal(1).scaleb(-MONEY_SCALE))
+        return Decimal(value).quantize(Decimal(1).scaleb(-MONEY_SCALE))
+
+
+# The DDL type of a Money column, for migrations (which must not depend on the TypeDecorator).
+MONEY_DDL = Numeric(18, MONEY_SCALE).with_variant(BigInteger(), "sqlite")

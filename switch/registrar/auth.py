@@ -7,9 +7,11 @@ are answered more slowly, then not at all for a while.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from switch.ports import DeviceInfo, Directory
 from switch.registrar.guard import AuthGuard, GuardEvent
@@ -35,6 +37,30 @@ class AuthDecision:
     headers: list[tuple[str, str]] | None = None  # the challenge header fields
     delay: float = 0.0  # seconds to hold the answer back (brute-force slow-down)
     event: GuardEvent | None = None  # set when this failure started a block
+
+
+@lru_cache(maxsize=4096)
+def _networks(allowed: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for item in allowed:
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            log.warning("ignoring malformed allowed source %r", item)
+    return tuple(nets)
+
+
+def source_allowed(ip: str, allowed: tuple[str, ...]) -> bool:
+    """Is ``ip`` one of the device's allowed addresses or inside one of its networks (CIDR)?"""
+    if ip in allowed:
+        return True
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in _networks(allowed))
 
 
 class DeviceAuth:
@@ -91,7 +117,7 @@ class DeviceAuth:
             guard.success(peer.ip, now)
             if not device.active:
                 return AuthDecision(FORBIDDEN, device=device, status=403, reason="Device disabled")
-            if device.allowed_ips and peer.ip not in device.allowed_ips:
+            if device.allowed_ips and not source_allowed(peer.ip, device.allowed_ips):
                 return AuthDecision(FORBIDDEN, device=device, status=403, reason="Source address not allowed")
             return AuthDecision(OK, device=device)
         if result is AuthResult.STALE or result is AuthResult.REPLAY:

@@ -532,3 +532,15 @@ def test_rfc4475_register_contacts(name: str, user: str, contact: str, params: s
     (listed,) = ok.msg.contacts()
     assert listed.uri == contact
     assert listed.params == ({params: None} if params else {}) | {"expires": "3600"}
+
+
+def test_allowed_sources_accept_addresses_and_networks() -> None:
+    from switch.registrar.auth import source_allowed
+
+    allowed = ("192.0.2.7", "198.51.100.0/24", "2001:db8::/32")
+    assert source_allowed("192.0.2.7", allowed)
+    assert source_allowed("198.51.100.200", allowed)
+    assert source_allowed("::ffff:198.51.100.9", allowed)  # IPv4-mapped IPv6
+    assert source_allowed("2001:db8:1::5", allowed)
+    assert not source_allowed("192.0.2.8", allowed)
+    assert not source_allowed("not-an-ip", allowed)
