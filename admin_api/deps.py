@@ -1,4 +1,5 @@
-"""Typed dependencies: ``DbSession`` (one Session per request) and ``CurrentPrincipal``."""
+"""Typed dependencies: ``DbSession`` (one Session per request, its changes attributed to the
+caller in the audit log), ``CurrentPrincipal``, ``PublicDb`` (no token: the login endpoint)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from provisioning.audit import Actor, set_actor
 from provisioning.tokens import Principal, TokenVerifier
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer <token>`")
@@ -19,8 +21,8 @@ def get_session_factory(request: Request) -> sessionmaker[Session]:
     return factory
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """A Session for the request; routers commit, anything else is rolled back on close."""
+def get_public_db(request: Request) -> Iterator[Session]:
+    """A Session for a request without a principal; routers commit, anything else is rolled back."""
     session = get_session_factory(request)()
     try:
         yield session
@@ -39,13 +41,36 @@ def get_principal(
     verifier: TokenVerifier = request.app.state.token_verifier
     principal = verifier.verify(credentials.credentials)
     if principal is None:
-        raise _unauthorized("invalid or revoked token")
+        raise _unauthorized("invalid, expired or revoked token")
     return principal
+
+
+def actor_for(principal: Principal) -> Actor:
+    return Actor(
+        label=principal.describe(),
+        kind=principal.kind,
+        id=principal.owner_id,
+        via=principal.via.describe() if principal.via is not None else None,
+    )
+
+
+def get_db(request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Iterator[Session]:
+    """A Session for the request whose changes the audit log attributes to the caller."""
+    session = get_session_factory(request)()
+    set_actor(session, actor_for(principal))
+    try:
+        yield session
+    finally:
+        session.close()
 
 
 def get_realm_default(request: Request) -> str:
     realm: str = request.app.state.realm_default
     return realm
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client is not None else ""
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -54,5 +79,7 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 DbSession = Annotated[Session, Depends(get_db)]
+PublicDb = Annotated[Session, Depends(get_public_db)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 RealmDefault = Annotated[str, Depends(get_realm_default)]
+ClientIp = Annotated[str, Depends(client_ip)]

@@ -14,7 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from provisioning.errors import Conflict, InvalidValue, NotFound, NotPermitted
+from provisioning.errors import Conflict, ImportRejected, InvalidValue, NotFound, NotPermitted
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -24,7 +24,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # with a lone surrogate (legal in a JSON escape) cannot be encoded as UTF-8.
         errors = [dict(error) for error in exc.errors()]
         for error in errors:
-            if "password" in error.get("loc", ()):
+            if any("password" in str(part) for part in error.get("loc", ())):
                 error.pop("input", None)  # never echo a secret back (or into access logs)
         body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
         return Response(content=body, status_code=422, media_type="application/json")
@@ -39,11 +39,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidValue)
     async def _invalid(_request: Request, exc: InvalidValue) -> JSONResponse:
-        loc = ["body", exc.field] if exc.field else ["body"]
+        loc = [exc.location, exc.field] if exc.field else [exc.location]
         return JSONResponse(
             status_code=422,
             content={"detail": [{"type": "value_error", "loc": loc, "msg": exc.message}]},
         )
+
+    @app.exception_handler(ImportRejected)
+    async def _rejected(_request: Request, exc: ImportRejected) -> Response:
+        body = {
+            "detail": exc.message,
+            "error_count": exc.total,
+            "errors": [{"line": line, "column": column, "message": msg} for line, column, msg in exc.problems],
+        }
+        return Response(content=json.dumps(body, ensure_ascii=True), status_code=422, media_type="application/json")
 
     @app.exception_handler(NotPermitted)
     async def _forbidden(_request: Request, exc: NotPermitted) -> JSONResponse:

@@ -175,6 +175,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
+    from trunkline.app import tune_gc
+
+    tune_gc()  # as `trunkline run` does
     per_call = run(args.calls, args.profile)
     print(f"switch CPU per call (7 messages in, 7 out, no syscalls): {per_call * 1e6:.0f} us "
           f"-> {1 / per_call:.0f} calls/s on one core")

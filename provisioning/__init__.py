@@ -28,3 +28,6 @@ Wiring in the composition root (sketch)::
     ...
     # shutdown: watcher.stop(); bindings.close(); cdrs.close()
 """
+
+# Registers the audit hook on every Session, whichever module is imported first.
+from provisioning import audit as _audit  # noqa: F401

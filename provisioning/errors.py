@@ -9,10 +9,12 @@ from __future__ import annotations
 
 
 class ProvisioningError(Exception):
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, location: str = "body") -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        # Where the field was given ("body" or "query"), for the API's 422 ``loc``.
+        self.location = location
 
 
 class NotFound(ProvisioningError):
@@ -37,3 +39,12 @@ class NotPermitted(ProvisioningError):
 
     Never raised for a particular id the caller cannot see: that is :class:`NotFound`.
     """
+
+
+class ImportRejected(ProvisioningError):
+    """An import file has bad rows; nothing of it was stored (HTTP 422 listing every row)."""
+
+    def __init__(self, problems: list[tuple[int | None, str | None, str]], *, total: int | None = None) -> None:
+        self.problems = problems  # (line, column, message); line 1 is the header
+        self.total = len(problems) if total is None else total
+        super().__init__(f"the file has {self.total} bad row(s); nothing was imported")

@@ -44,5 +44,13 @@ class Scope:
     def is_provider(self) -> bool:
         return self.kind == "provider"
 
+    def sees_path(self, path: str) -> bool:
+        """Whether data owned at reseller ``path`` ("/" = the service provider) is in this scope."""
+        if self.kind == "provider":
+            return True
+        if self.kind == "reseller":
+            return path.startswith(self.reseller_path)
+        return False
+
 
 PROVIDER = Scope(kind="provider")

@@ -23,7 +23,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -32,12 +34,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from provisioning.db import utcnow
 from provisioning.models import (
     ENTITY_CUSTOMER,
+    ENTITY_DID,
     ENTITY_IP_DEVICE,
+    ENTITY_RESELLER,
+    ENTITY_ROUTING,
     ENTITY_SIP_DEVICE,
+    ENTITY_TRANSLATION,
+    Carrier,
     Customer,
+    Did,
     IpDevice,
     Reseller,
+    Route,
+    RouteCarrier,
     SipDevice,
+    TranslationRule,
 )
 from provisioning.repo.changes import changes_after, latest_change_id, prune_changes
 from switch.ports import CustomerInfo, DeviceInfo, IpDeviceInfo
@@ -46,8 +57,128 @@ log = logging.getLogger(__name__)
 
 Change = tuple[str, int]
 # Entities reloaded row by row; any other change (a reseller: many customers' paths) reloads all.
-_INCREMENTAL = frozenset({ENTITY_CUSTOMER, ENTITY_SIP_DEVICE, ENTITY_IP_DEVICE})
+_INCREMENTAL = frozenset(
+    {
+        ENTITY_CUSTOMER,
+        ENTITY_SIP_DEVICE,
+        ENTITY_IP_DEVICE,
+        ENTITY_RESELLER,
+        ENTITY_DID,
+        ENTITY_ROUTING,
+        ENTITY_TRANSLATION,
+    }
+)
 Listener = Callable[[list[Change]], None]
+
+
+# What the switch will need beyond switch.ports (fraud limits, trunk caps, DIDs, routing,
+# number translation), as the snapshot's own immutable types.  The switch reads them through
+# ``watcher.snapshot``; proposals to move some into switch.ports are in docs/api.md.
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerPolicy:
+    """A customer's money and admission settings."""
+
+    customer_id: int
+    customer_type: str  # LIVE or DEMO (a demo customer is not charged)
+    billing_type: str  # prepaid or postpaid
+    credit_limit: Decimal
+    currency: str
+    billing_decimals: int
+    timezone: str
+    tariff_id: int | None
+    service_plan_id: int | None
+    codecs: tuple[str, ...]
+    call_with_media: bool
+    cli: str | None
+    trunk_channel_max: int | None  # concurrent calls via IP devices; None = no cap
+    fraud_limit_default: Decimal | None  # per user and day, in ``currency``; None = no limit
+    fraud_limit_ceiling: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResellerInfo:
+    id: int
+    parent_id: int | None
+    path: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class DidInfo:
+    id: int
+    number: str
+    customer_id: int | None
+    reseller_id: int | None
+    destination_type: str | None
+    destination: str
+    max_sessions: int
+    status: str
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active" and self.customer_id is not None and self.destination_type is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierInfo:
+    id: int
+    name: str
+    host: str
+    port: int
+    transport: str
+    strip_prefix: str
+    add_prefix: str
+    max_sessions: int
+    cps: int
+    tariff_id: int | None
+    status: str
+
+    def number_for(self, dialled: str) -> str:
+        """The number as sent to this carrier: ``strip_prefix`` removed, then ``add_prefix`` added."""
+        if self.strip_prefix and dialled.startswith(self.strip_prefix):
+            dialled = dialled[len(self.strip_prefix) :]
+        return self.add_prefix + dialled
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCarrierInfo:
+    carrier_id: int
+    position: int
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    id: int
+    name: str
+    dial_pattern: str
+    strategy: str  # priority, least_cost or weighted
+    customer_id: int | None
+    status: str
+    carriers: tuple[RouteCarrierInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationRuleInfo:
+    id: int
+    kind: str
+    position: int
+    match: str
+    replacement: str
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    policies: dict[int, CustomerPolicy] = field(default_factory=dict)
+    device_fraud_limits: dict[int, Decimal] = field(default_factory=dict)
+    resellers: dict[int, ResellerInfo] = field(default_factory=dict)
+    dids: dict[int, DidInfo] = field(default_factory=dict)
+    did_by_number: dict[str, DidInfo] = field(default_factory=dict)
+    carriers: dict[int, CarrierInfo] = field(default_factory=dict)
+    routes: tuple[RouteInfo, ...] = ()
+    translations: dict[int, tuple[TranslationRuleInfo, ...]] = field(default_factory=dict)
 
 
 class Snapshot:
@@ -58,6 +189,7 @@ class Snapshot:
         "_by_id",
         "_by_username",
         "_customers",
+        "_extras",
         "_ip_any_port",
         "_ip_by_id",
         "_ip_exact",
@@ -75,8 +207,10 @@ class Snapshot:
         by_ext: dict[tuple[int, str], DeviceInfo] | None = None,
         ip_exact: dict[tuple[str, int], IpDeviceInfo] | None = None,
         ip_any_port: dict[str, IpDeviceInfo] | None = None,
+        extras: Extras | None = None,
     ) -> None:
         self._customers = customers
+        self._extras = extras if extras is not None else Extras()
         self._by_id = devices
         self._ip_by_id = ip_devices
         self.change_id = change_id  # the last change this snapshot includes
@@ -131,10 +265,55 @@ class Snapshot:
             "customers": len(self._customers),
             "sip_devices": len(self._by_id),
             "ip_devices": len(self._ip_by_id),
+            "dids": len(self._extras.dids),
+            "routes": len(self._extras.routes),
         }
 
+    def customer_policy(self, customer_id: int) -> CustomerPolicy | None:
+        return self._extras.policies.get(customer_id)
+
+    def device_fraud_limit(self, device_id: int) -> Decimal | None:
+        """A user's daily outgoing limit: its own, else its customer's default (None = no limit)."""
+        own = self._extras.device_fraud_limits.get(device_id)
+        if own is not None:
+            return own
+        device = self._by_id.get(device_id)
+        policy = self._extras.policies.get(device.customer_id) if device is not None else None
+        return policy.fraud_limit_default if policy is not None else None
+
+    def reseller(self, reseller_id: int) -> ResellerInfo | None:
+        return self._extras.resellers.get(reseller_id)
+
+    def did(self, number: str) -> DidInfo | None:
+        """The DID for a dialled number (digits, without '+')."""
+        return self._extras.did_by_number.get(number.removeprefix("+"))
+
+    def carrier(self, carrier_id: int) -> CarrierInfo | None:
+        return self._extras.carriers.get(carrier_id)
+
+    def route_for(self, customer_id: int, number: str) -> RouteInfo | None:
+        """The active route with the longest dial pattern that starts ``number``; on equal length a
+        route made for this customer wins over a general one."""
+        best: RouteInfo | None = None
+        best_key = (-1, False)
+        for route in self._extras.routes:
+            if route.status != "active" or (route.customer_id is not None and route.customer_id != customer_id):
+                continue
+            if number.startswith(route.dial_pattern):
+                key = (len(route.dial_pattern), route.customer_id is not None)
+                if key > best_key:
+                    best, best_key = route, key
+        return best
+
+    def translate(self, customer_id: int, kind: str, number: str) -> str:
+        """Apply the customer's first matching translation rule of ``kind`` (number unchanged if none)."""
+        for rule in self._extras.translations.get(customer_id, ()):
+            if rule.kind == kind and number.startswith(rule.match):
+                return rule.replacement + number[len(rule.match) :]
+        return number
+
     def with_change_id(self, change_id: int) -> Snapshot:
-        return self._replace(change_id=change_id, customers={}, devices={}, ip_devices={})
+        return self._replace(change_id=change_id, customers={}, devices={}, ip_devices={}, extras=self._extras)
 
     def diff(self, newer: Snapshot) -> list[tuple[str, int]]:
         """(entity, id) of every row that differs between ``self`` and ``newer``."""
@@ -143,10 +322,21 @@ class Snapshot:
             (ENTITY_CUSTOMER, self._customers, newer._customers),
             (ENTITY_SIP_DEVICE, self._by_id, newer._by_id),
             (ENTITY_IP_DEVICE, self._ip_by_id, newer._ip_by_id),
+            (ENTITY_RESELLER, self._extras.resellers, newer._extras.resellers),
+            (ENTITY_DID, self._extras.dids, newer._extras.dids),
         ):
             for key in old.keys() | new.keys():
                 if old.get(key) != new.get(key):
                     out.append((entity, key))
+        mine, theirs = self._extras, newer._extras
+        for key in mine.policies.keys() | theirs.policies.keys():
+            if mine.policies.get(key) != theirs.policies.get(key) and (ENTITY_CUSTOMER, key) not in out:
+                out.append((ENTITY_CUSTOMER, key))
+        if mine.carriers != theirs.carriers or mine.routes != theirs.routes:
+            out.append((ENTITY_ROUTING, 0))
+        for key in mine.translations.keys() | theirs.translations.keys():
+            if mine.translations.get(key) != theirs.translations.get(key):
+                out.append((ENTITY_TRANSLATION, key))
         return sorted(out)
 
     def _replace(
@@ -156,6 +346,7 @@ class Snapshot:
         customers: dict[int, CustomerInfo | None],
         devices: dict[int, DeviceInfo | None],
         ip_devices: dict[int, IpDeviceInfo | None],
+        extras: Extras,
     ) -> Snapshot:
         """A new snapshot with the given rows replaced (None = deleted); self is left untouched."""
         new_customers = dict(self._customers)
@@ -204,6 +395,7 @@ class Snapshot:
             by_ext=by_ext,
             ip_exact=ip_exact,
             ip_any_port=ip_any,
+            extras=extras,
         )
 
 
@@ -300,19 +492,143 @@ def _customer_info(row: Any, reseller_paths: dict[int, str]) -> CustomerInfo:
     )
 
 
-_SIP_COLUMNS = [c for c in SipDevice.__table__.c if c.name not in ("created_at", "updated_at")]
-_IP_COLUMNS = [c for c in IpDevice.__table__.c if c.name not in ("created_at", "updated_at")]
-_CUSTOMER_COLUMNS = [c for c in Customer.__table__.c if c.name not in ("created_at", "updated_at")]
+def _policy(row: Any) -> CustomerPolicy:
+    return CustomerPolicy(
+        customer_id=row.id,
+        customer_type=row.customer_type,
+        billing_type=row.billing_type,
+        credit_limit=row.credit_limit,
+        currency=row.currency,
+        billing_decimals=row.billing_decimals,
+        timezone=row.timezone,
+        tariff_id=row.tariff_id,
+        service_plan_id=row.service_plan_id,
+        codecs=tuple(row.codecs or ()),
+        call_with_media=bool(row.call_with_media),
+        cli=row.cli,
+        trunk_channel_max=row.trunk_channel_max,
+        fraud_limit_default=row.fraud_limit_default,
+        fraud_limit_ceiling=row.fraud_limit_ceiling,
+    )
+
+
+def _reseller_info(row: Any) -> ResellerInfo:
+    return ResellerInfo(id=row.id, parent_id=row.parent_id, path=row.path, status=row.status)
+
+
+def _did_info(row: Any) -> DidInfo:
+    return DidInfo(
+        id=row.id,
+        number=row.number,
+        customer_id=row.customer_id,
+        reseller_id=row.reseller_id,
+        destination_type=row.destination_type,
+        destination=row.destination,
+        max_sessions=row.max_sessions,
+        status=row.status,
+    )
+
+
+def _columns(model: Any, *skip: str) -> list[Any]:
+    return [c for c in model.__table__.c if c.name not in ("created_at", "updated_at", *skip)]
+
+
+_SIP_COLUMNS = _columns(SipDevice)
+_IP_COLUMNS = _columns(IpDevice)
+# Secrets stay in the database: the switch has no use for login password hashes.
+_CUSTOMER_COLUMNS = _columns(Customer, "web_password_hash")
+_RESELLER_COLUMNS = [Reseller.id, Reseller.parent_id, Reseller.path, Reseller.status]
+_DID_COLUMNS = _columns(Did, "description")
+
+
+def _load_routing(session: Session) -> tuple[dict[int, CarrierInfo], tuple[RouteInfo, ...]]:
+    carriers = {
+        r.id: CarrierInfo(
+            id=r.id,
+            name=r.name,
+            host=r.host,
+            port=r.port,
+            transport=r.transport,
+            strip_prefix=r.strip_prefix,
+            add_prefix=r.add_prefix,
+            max_sessions=r.max_sessions,
+            cps=r.cps,
+            tariff_id=r.tariff_id,
+            status=r.status,
+        )
+        for r in session.execute(select(*_columns(Carrier)))
+    }
+    members: dict[int, list[RouteCarrierInfo]] = {}
+    for r in session.execute(select(RouteCarrier).order_by(RouteCarrier.route_id, RouteCarrier.position)).scalars():
+        members.setdefault(r.route_id, []).append(
+            RouteCarrierInfo(carrier_id=r.carrier_id, position=r.position, weight=r.weight)
+        )
+    routes = tuple(
+        RouteInfo(
+            id=r.id,
+            name=r.name,
+            dial_pattern=r.dial_pattern,
+            strategy=r.strategy,
+            customer_id=r.customer_id,
+            status=r.status,
+            carriers=tuple(members.get(r.id, ())),
+        )
+        for r in session.execute(select(*_columns(Route)).order_by(Route.id))
+    )
+    return carriers, routes
+
+
+def _load_translations(
+    session: Session, customer_ids: Iterable[int] | None
+) -> dict[int, tuple[TranslationRuleInfo, ...]]:
+    stmt = select(TranslationRule).order_by(TranslationRule.customer_id, TranslationRule.position, TranslationRule.id)
+    rows: list[TranslationRule] = []
+    if customer_ids is None:
+        rows = list(session.scalars(stmt))
+    else:
+        wanted = list(customer_ids)
+        for start in range(0, len(wanted), 500):
+            rows.extend(session.scalars(stmt.where(TranslationRule.customer_id.in_(wanted[start : start + 500]))))
+    out: dict[int, list[TranslationRuleInfo]] = {}
+    for rule in rows:
+        out.setdefault(rule.customer_id, []).append(
+            TranslationRuleInfo(
+                id=rule.id, kind=rule.kind, position=rule.position, match=rule.match, replacement=rule.replacement
+            )
+        )
+    return {cid: tuple(rules) for cid, rules in out.items()}
 
 
 def load_snapshot(session: Session) -> Snapshot:
     """Everything, read after the change watermark so that no change can slip between the two."""
     change_id = latest_change_id(session)
-    paths = {rid: path for rid, path in session.execute(select(Reseller.id, Reseller.path))}
-    customers = {r.id: _customer_info(r, paths) for r in session.execute(select(*_CUSTOMER_COLUMNS))}
-    devices = {r.id: _device_info(r) for r in session.execute(select(*_SIP_COLUMNS))}
+    resellers = {r.id: _reseller_info(r) for r in session.execute(select(*_RESELLER_COLUMNS))}
+    paths = {rid: info.path for rid, info in resellers.items()}
+    customers: dict[int, CustomerInfo] = {}
+    policies: dict[int, CustomerPolicy] = {}
+    for r in session.execute(select(*_CUSTOMER_COLUMNS)):
+        customers[r.id] = _customer_info(r, paths)
+        policies[r.id] = _policy(r)
+    devices: dict[int, DeviceInfo] = {}
+    fraud: dict[int, Decimal] = {}
+    for r in session.execute(select(*_SIP_COLUMNS)):
+        devices[r.id] = _device_info(r)
+        if r.fraud_limit is not None:
+            fraud[r.id] = r.fraud_limit
     ip_devices = {r.id: _ip_device_info(r) for r in session.execute(select(*_IP_COLUMNS))}
-    return Snapshot(customers=customers, devices=devices, ip_devices=ip_devices, change_id=change_id)
+    dids = {r.id: _did_info(r) for r in session.execute(select(*_DID_COLUMNS))}
+    carriers, routes = _load_routing(session)
+    extras = Extras(
+        policies=policies,
+        device_fraud_limits=fraud,
+        resellers=resellers,
+        dids=dids,
+        did_by_number={d.number: d for d in dids.values()},
+        carriers=carriers,
+        routes=routes,
+        translations=_load_translations(session, None),
+    )
+    return Snapshot(customers=customers, devices=devices, ip_devices=ip_devices, change_id=change_id, extras=extras)
 
 
 def _load_rows(session: Session, columns: Sequence[Any], table_id: Any, ids: Iterable[int]) -> list[Any]:
@@ -324,35 +640,91 @@ def _load_rows(session: Session, columns: Sequence[Any], table_id: Any, ids: Ite
     return rows
 
 
+def _replaced(current: dict[Any, Any], updates: dict[Any, Any]) -> dict[Any, Any]:
+    """A copy of ``current`` with ``updates`` applied (a None value deletes the key)."""
+    if not updates:
+        return current
+    out = dict(current)
+    for key, value in updates.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
 def apply_changes(session: Session, snapshot: Snapshot, changes: Sequence[Change], upto_id: int) -> Snapshot:
     """The next snapshot: ``snapshot`` with the changed entities re-read from the database."""
     kinds = {entity for entity, _ in changes}
     if kinds - _INCREMENTAL:
-        # Resellers (paths of many customers) and anything unknown: rare, so reload it all.
+        # Anything unknown (a newer writer's entity): rare, so reload it all.
         fresh = load_snapshot(session)
         return fresh if fresh.change_id >= upto_id else fresh.with_change_id(upto_id)
 
     customer_ids = {eid for entity, eid in changes if entity == ENTITY_CUSTOMER}
     device_ids = {eid for entity, eid in changes if entity == ENTITY_SIP_DEVICE}
     ip_ids = {eid for entity, eid in changes if entity == ENTITY_IP_DEVICE}
+    reseller_ids = {eid for entity, eid in changes if entity == ENTITY_RESELLER}
+    did_ids = {eid for entity, eid in changes if entity == ENTITY_DID}
+    translation_ids = {eid for entity, eid in changes if entity == ENTITY_TRANSLATION}
+    extras = snapshot._extras
+
+    resellers = dict.fromkeys(reseller_ids)
+    for row in _load_rows(session, _RESELLER_COLUMNS, Reseller.id, reseller_ids):
+        resellers[row.id] = _reseller_info(row)
+    all_resellers = _replaced(extras.resellers, resellers)
 
     customers: dict[int, CustomerInfo | None] = dict.fromkeys(customer_ids)
+    policies: dict[int, CustomerPolicy | None] = dict.fromkeys(customer_ids)
     if customer_ids:
-        rows = _load_rows(session, _CUSTOMER_COLUMNS, Customer.id, customer_ids)
-        reseller_ids = {r.reseller_id for r in rows if r.reseller_id is not None}
-        paths = {
-            rid: path
-            for rid, path in session.execute(select(Reseller.id, Reseller.path).where(Reseller.id.in_(reseller_ids)))
-        }
-        for row in rows:
+        paths = {rid: info.path for rid, info in all_resellers.items()}
+        for row in _load_rows(session, _CUSTOMER_COLUMNS, Customer.id, customer_ids):
             customers[row.id] = _customer_info(row, paths)
+            policies[row.id] = _policy(row)
     devices: dict[int, DeviceInfo | None] = dict.fromkeys(device_ids)
+    fraud: dict[int, Decimal | None] = dict.fromkeys(device_ids)
     for row in _load_rows(session, _SIP_COLUMNS, SipDevice.id, device_ids):
         devices[row.id] = _device_info(row)
+        fraud[row.id] = row.fraud_limit
     ip_devices: dict[int, IpDeviceInfo | None] = dict.fromkeys(ip_ids)
     for row in _load_rows(session, _IP_COLUMNS, IpDevice.id, ip_ids):
         ip_devices[row.id] = _ip_device_info(row)
-    return snapshot._replace(change_id=upto_id, customers=customers, devices=devices, ip_devices=ip_devices)
+
+    dids: dict[int, DidInfo | None] = dict.fromkeys(did_ids)
+    for row in _load_rows(session, _DID_COLUMNS, Did.id, did_ids):
+        dids[row.id] = _did_info(row)
+    did_by_number = extras.did_by_number
+    if did_ids:
+        did_by_number = dict(did_by_number)
+        for did_id in did_ids:  # unindex first: a batch may move a number between rows
+            old = extras.dids.get(did_id)
+            if old is not None and did_by_number.get(old.number) is old:
+                del did_by_number[old.number]
+        for info in dids.values():
+            if info is not None:
+                did_by_number[info.number] = info
+
+    carriers, routes = extras.carriers, extras.routes
+    if ENTITY_ROUTING in kinds:
+        carriers, routes = _load_routing(session)
+    translations = extras.translations
+    if translation_ids:
+        fresh_rules = _load_translations(session, translation_ids)
+        translations = _replaced(translations, {cid: fresh_rules.get(cid) for cid in translation_ids})
+
+    new_extras = Extras(
+        policies=_replaced(extras.policies, policies),
+        device_fraud_limits=_replaced(extras.device_fraud_limits, fraud),
+        resellers=all_resellers,
+        dids=_replaced(extras.dids, dids),
+        did_by_number=did_by_number,
+        carriers=carriers,
+        routes=routes,
+        translations=translations,
+    )
+    return snapshot._replace(
+        change_id=upto_id, customers=customers, devices=devices, ip_devices=ip_devices, extras=new_extras
+    )
 
 
 class SnapshotWatcher:

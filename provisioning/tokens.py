@@ -19,15 +19,16 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning.db import utcnow
 from provisioning.errors import NotFound
-from provisioning.models import TOKEN_KINDS, ApiToken, Reseller
+from provisioning.models import TOKEN_KINDS, ApiToken, Customer, Reseller
 from provisioning.scope import PROVIDER, Scope
 
 log = logging.getLogger(__name__)
@@ -47,22 +48,70 @@ class Principal:
     owner_id: int | None
     scope: Scope
     label: str = ""
+    # Switch-over: the principal of the parent's token this one was issued to.
+    via: Principal | None = None
+    user_id: int | None = None
+
+    def describe(self) -> str:
+        """For the audit log: "reseller 5 (token 12: login bob@example.com)"."""
+        who = "service provider" if self.kind == "admin" else f"{self.kind} {self.owner_id}"
+        return f"{who} (token {self.token_id}{': ' + self.label if self.label else ''})"
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, *, kind: TokenKind, owner_id: int | None = None, label: str = "") -> str:
+def create_token(
+    session: Session,
+    *,
+    kind: TokenKind,
+    owner_id: int | None = None,
+    label: str = "",
+    expires_at: datetime | None = None,
+    user_id: int | None = None,
+    parent_token_id: int | None = None,
+) -> str:
     """Store a new token's hash in the caller's transaction and return the token (shown once)."""
+    return issue_token(
+        session,
+        kind=kind,
+        owner_id=owner_id,
+        label=label,
+        expires_at=expires_at,
+        user_id=user_id,
+        parent_token_id=parent_token_id,
+    )[0]
+
+
+def issue_token(
+    session: Session,
+    *,
+    kind: TokenKind,
+    owner_id: int | None = None,
+    label: str = "",
+    expires_at: datetime | None = None,
+    user_id: int | None = None,
+    parent_token_id: int | None = None,
+) -> tuple[str, ApiToken]:
+    """Like :func:`create_token`, also returning the stored row (id, expiry)."""
     if kind not in TOKEN_KINDS:
         raise ValueError(f"unknown token kind {kind!r}")
     if (kind == "admin") != (owner_id is None):
         raise ValueError("admin tokens have no owner; reseller and customer tokens need one")
     token = secrets.token_urlsafe(32)
-    session.add(ApiToken(kind=kind, owner_id=owner_id, token_hash=hash_token(token), label=label))
+    row = ApiToken(
+        kind=kind,
+        owner_id=owner_id,
+        token_hash=hash_token(token),
+        label=label[:100],
+        expires_at=expires_at,
+        user_id=user_id,
+        parent_token_id=parent_token_id,
+    )
+    session.add(row)
     session.flush()
-    return token
+    return token, row
 
 
 def revoke_token(session: Session, *, token_id: int) -> None:
@@ -173,13 +222,42 @@ class TokenVerifier:
             # The lookup is by hash (an index seek whose timing says nothing useful about the
             # token); the explicit constant-time compare keeps the check honest if the lookup
             # ever becomes a prefix or case-insensitive match.
-            if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
+            if row is None or not hmac.compare_digest(row.token_hash, digest):
                 return None
-            scope = _scope_for(session, row)
-            if scope is None:
-                return None
-            kind: TokenKind = row.kind  # type: ignore[assignment]
-            return Principal(token_id=row.id, kind=kind, owner_id=row.owner_id, scope=scope, label=row.label)
+            return principal_for(session, row)
+
+
+def principal_for(session: Session, row: ApiToken, *, depth: int = 0) -> Principal | None:
+    """The principal of a stored token, or None when it is revoked, expired or its owner is gone
+    (for a switch-over token: also when the parent's token is no longer valid)."""
+    if row.revoked_at is not None or depth > 8:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    via: Principal | None = None
+    if row.parent_token_id is not None:
+        parent = session.get(ApiToken, row.parent_token_id)
+        via = principal_for(session, parent, depth=depth + 1) if parent is not None else None
+        if via is None:
+            return None
+    scope = _scope_for(session, row)
+    if scope is None:
+        return None
+    kind: TokenKind = row.kind  # type: ignore[assignment]
+    return Principal(
+        token_id=row.id, kind=kind, owner_id=row.owner_id, scope=scope, label=row.label, via=via, user_id=row.user_id
+    )
+
+
+def reseller_chain_active(session: Session, reseller: Reseller) -> bool:
+    """A reseller can act only while it and every reseller above it are active."""
+    ids = [int(part) for part in reseller.path.strip("/").split("/") if part]
+    if not ids:
+        return reseller.status == "active"
+    inactive = session.scalar(
+        select(func.count()).select_from(Reseller).where(Reseller.id.in_(ids), Reseller.status != "active")
+    )
+    return not inactive
 
 
 def _scope_for(session: Session, row: ApiToken) -> Scope | None:
@@ -189,10 +267,13 @@ def _scope_for(session: Session, row: ApiToken) -> Scope | None:
         return None
     if row.kind == "reseller":
         reseller = session.get(Reseller, row.owner_id)
-        if reseller is None or reseller.status != "active":
+        if reseller is None or not reseller_chain_active(session, reseller):
             return None
         return Scope.for_reseller(reseller.id, reseller.path)
     if row.kind == "customer":
+        customer = session.get(Customer, row.owner_id)
+        if customer is None or customer.status == "closed":
+            return None
         return Scope.for_customer(row.owner_id)
     return None
 

@@ -37,7 +37,7 @@ import polars as pl
 from rating.book import Account, BookError, Bundle, Carrier, RatingBook
 from rating.deck import Deck, DeckError, DeckProblem, derive_deck, parse_markup, read_deck_csv
 from rating.engine import CompiledBook, RatingInputError, levels_frame, rate_frame
-from rating.instants import parse_instant_series
+from rating.instants import parse_instant_columns
 from rating.money import CARRIER_DECIMALS, DEFAULT_DECIMALS, MAX_DECIMALS
 from rating.tuning import retain_freed_memory
 
@@ -287,14 +287,23 @@ def read_cdrs(input_dir: str | Path) -> pl.DataFrame:
         s = raw.get_column(name)
         if s.dtype.is_integer():
             out = s.cast(pl.Int64)
+            empty = s.is_null()
         else:
             text = s.cast(pl.String).str.strip_chars()
             empty = text.is_null() | (text == "")
             out = text.cast(pl.Int64, strict=False)
             report(out.is_null() & ~empty, f"{name} is not an integer")
         if required:
-            report(raw.get_column(name).is_null() | (raw.get_column(name).cast(pl.String) == ""), f"{name} is empty")
+            report(empty, f"{name} is empty")
         return out
+
+    # text instants of both columns are parsed in one parallel pass
+    text_cols = [c for c in ("start_time", "answer_time") if raw.schema[c] in (pl.String, pl.Null)]
+    parsed, errors = parse_instant_columns(raw, text_cols) if text_cols else (pl.DataFrame(), [])
+    for name, i, msg in errors[:20]:
+        problems.append(f"{source} {unit} {i + first}: {name}: {msg}")
+    if len(errors) > 20:
+        problems.append(f"{source}: {len(errors) - 20} more bad start_time/answer_time values")
 
     def instants(name: str, *, required: bool) -> pl.Series:
         s = raw.get_column(name)
@@ -303,17 +312,14 @@ def read_cdrs(input_dir: str | Path) -> pl.DataFrame:
                 problems.append(f"{source}: {name} is a datetime without time zone (ambiguous)")
                 return pl.Series(name, [None] * len(s), dtype=pl.Int64)
             out = s.dt.epoch("ms").cast(pl.Int64)
-        elif s.dtype in (pl.String, pl.Null):
-            out, errors = parse_instant_series(s.cast(pl.String))
-            for i, msg in errors[:20]:
-                problems.append(f"{source} {unit} {i + first}: {name}: {msg}")
-            if len(errors) > 20:
-                problems.append(f"{source}: {len(errors) - 20} more bad {name} values")
+        elif name in text_cols:
+            out = parsed.get_column(name)
         else:
             problems.append(f"{source}: {name} must be an ISO 8601 text or a zoned datetime, got {s.dtype}")
             return pl.Series(name, [None] * len(s), dtype=pl.Int64)
         if required:
-            report(out.is_null() & (s.is_null() | (s.cast(pl.String) == "")), f"{name} is empty")
+            blank = s.is_null() if isinstance(s.dtype, pl.Datetime) else s.is_null() | (s.cast(pl.String) == "")
+            report(out.is_null() & blank, f"{name} is empty")
         return out
 
     call_id = raw.get_column("call_id").cast(pl.String)
@@ -339,17 +345,31 @@ def read_cdrs(input_dir: str | Path) -> pl.DataFrame:
 # writing
 
 
-def format_amounts(amount: pl.Expr, decimals: pl.Expr | int) -> pl.Expr:
-    """Int minor units -> plain decimal text with exactly ``decimals`` places (null stays null)."""
-    dec = decimals if isinstance(decimals, pl.Expr) else pl.lit(decimals)
-    scale = pl.lit(10, dtype=pl.Int64).pow(dec.cast(pl.Int64))
-    whole = (amount // scale).cast(pl.String)
-    # (frac + scale) has exactly decimals + 1 digits: dropping the leading 1 zero-pads it
-    frac = (amount % scale + scale).cast(pl.String).str.slice(1)
-    return pl.when(dec == 0).then(whole).otherwise(whole + "." + frac)
+def format_amounts(amount: pl.Expr, decimals: pl.Expr | int, *, zero_decimals: bool = True) -> pl.Expr:
+    """Int minor units -> plain decimal text with exactly ``decimals`` places (null stays null).
+
+    ``zero_decimals=False`` promises that no row has 0 decimals (skips that branch: string
+    building is the whole cost of writing 30M amounts)."""
+    if isinstance(decimals, int):
+        if decimals == 0:
+            return amount.cast(pl.String)
+        scale: pl.Expr = pl.lit(10**decimals, dtype=pl.Int64)
+        zero_decimals = False
+        dec = pl.lit(decimals)
+    else:
+        dec = decimals
+        scale = dec.cast(pl.Int64).replace_strict({d: 10**d for d in range(MAX_DECIMALS + 1)}, return_dtype=pl.Int64)
+    # (frac + scale) has exactly decimals + 1 digits: dropping its leading 1 zero-pads it
+    text = pl.format("{}.{}", amount // scale, (amount % scale + scale).cast(pl.String).str.slice(1))
+    return pl.when(dec == 0).then(amount.cast(pl.String)).otherwise(text) if zero_decimals else text
+
+
+def _has_zero(rated: pl.DataFrame, column: str) -> bool:
+    return bool((rated.get_column(column) == 0).any())
 
 
 def rated_file_frame(rated: pl.DataFrame) -> pl.DataFrame:
+    zero = _has_zero(rated, "debit_decimals")
     return rated.select(
         "call_id",
         pl.col("status").cast(pl.String),
@@ -357,14 +377,19 @@ def rated_file_frame(rated: pl.DataFrame) -> pl.DataFrame:
         pl.col("destination_name").cast(pl.String),
         "billed_seconds",
         "bundle_seconds",
-        format_amounts(pl.col("debit"), pl.col("debit_decimals")).alias("debit"),
+        format_amounts(pl.col("debit"), pl.col("debit_decimals"), zero_decimals=zero).alias("debit"),
         format_amounts(pl.col("carrier_cost"), CARRIER_DECIMALS).alias("carrier_cost"),
     )
 
 
 def levels_file_frame(rated: pl.DataFrame) -> pl.DataFrame:
-    return levels_frame(rated).select(
-        "call_id", "level", "account_id", format_amounts(pl.col("amount"), pl.col("decimals")).alias("amount")
+    levels = levels_frame(rated)
+    zero = _has_zero(levels, "decimals")
+    return levels.select(
+        "call_id",
+        "level",
+        "account_id",
+        format_amounts(pl.col("amount"), pl.col("decimals"), zero_decimals=zero).alias("amount"),
     )
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +40,6 @@ import polars as pl
 
 from cdr.schema import CDR_TYPES
 from rating.book import CUSTOMER, MAX_DURATION_MS, RatingBook
-from rating.deck import Deck
 from rating.money import CARRIER_DECIMALS, MAX_DECIMALS
 
 I64 = npt.NDArray[np.int64]
@@ -229,12 +228,7 @@ class CompiledBook:
         # billed seconds for d <= BILL_CAP come from a small table per plan instead of integer
         # divisions per call (-1 marks a free call: d == 0 or d <= grace); longer calls are
         # computed directly.
-        plan_keys = np.stack([self.v_init, self.v_inc, self.v_grace, self.v_incl], axis=1)
-        if len(plan_keys):
-            plans, plan_of = np.unique(plan_keys, axis=0, return_inverse=True)
-        else:
-            plans, plan_of = np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
-        plan_of = plan_of.reshape(-1).astype(np.int64)
+        plans, plan_of = _dense_ids([self.v_init, self.v_inc, self.v_grace, self.v_incl])
         self.plans = plans
         self.bill_cap = int(min(BILL_CAP, max(0, MAX_BILL_TABLE // max(len(plans), 1) - 1)))
         dd = np.arange(self.bill_cap + 1, dtype=np.int64)
@@ -245,7 +239,7 @@ class CompiledBook:
         # A "term" is a distinct (plan, connect fee) pair: one int64 word per tariff row then
         # holds rate << TERM_BITS | term, so a call needs one gather into the (large) row
         # tables and two into the (small) term tables.
-        terms, term_of = np.unique(np.stack([plan_of, self.v_fee60], axis=1), axis=0, return_inverse=True)
+        terms, term_of = _dense_ids([plan_of, self.v_fee60])
         if len(terms) >= 1 << TERM_BITS:
             raise ValueError("too many distinct (billing plan, connect fee) pairs")
         self.term_planoff = (terms[:, 0] * (self.bill_cap + 1)).astype(np.int64)
@@ -267,13 +261,11 @@ class CompiledBook:
         self.t_segoff = np.array(
             [self.struct_slot[s] * self.groups[self.struct_group[s]].n_seg for s in struct_of], dtype=np.int64
         )
-        self.t_delta_or0 = self.t_delta
 
         # -- account levels ------------------------------------------------------------------------
         accs = list(book.accounts)
         self.depth = book.max_depth
         ids = np.array([a.id for a in accs], dtype=np.int64)
-        self.acc_ids = ids
         self.acc_lookup = _IdLookup(ids)
         n = len(accs)
         self.lvl_tariff = np.full((self.depth, max(n, 1)), -1, dtype=np.int64)
@@ -338,8 +330,9 @@ class CompiledBook:
                     long_stems.add(int(p[:KEY_DIGITS]))
         g.long_stems = np.array(sorted(long_stems), dtype=np.int64)
         plist = sorted(short)
-        lens = np.array([len(p) for p in plist], dtype=np.int64)
-        vals = np.array([int(p) for p in plist], dtype=np.int64)
+        ps = pl.Series(plist, dtype=pl.String)
+        lens = ps.str.len_bytes().cast(pl.Int64).to_numpy()
+        vals = ps.cast(pl.Int64).to_numpy() if len(plist) else np.zeros(0, np.int64)
         scale = _POW10[KEY_DIGITS - lens] if len(plist) else np.zeros(0, np.int64)
         lo = vals * scale
         hi = (vals + 1) * scale
@@ -350,12 +343,14 @@ class CompiledBook:
         # segment x structure -> gpid of that structure's longest prefix covering the segment
         segpid = np.full(len(g.structures) * n_seg, -1, dtype=np.int32)
         for slot, s in enumerate(g.structures):
-            sp = self.struct_prefixes[s]
-            slens = np.array([len(p) for p in sp], dtype=np.int64)
+            sps = pl.Series(self.struct_prefixes[s], dtype=pl.String)
+            slens = sps.str.len_bytes().cast(pl.Int64).to_numpy()
+            # digits beyond 18 would overflow; those prefixes are not in the segments anyway
+            sints = sps.str.slice(0, KEY_DIGITS).cast(pl.Int64).to_numpy() if len(sps) else slens
             out = segpid[slot * n_seg : (slot + 1) * n_seg]
-            for length in sorted({int(x) for x in slens if x <= KEY_DIGITS}, reverse=True):
+            for length in sorted({int(x) for x in np.unique(slens) if x <= KEY_DIGITS}, reverse=True):
                 local = np.flatnonzero(slens == length)
-                svals = np.array([int(sp[i]) for i in local], dtype=np.int64)
+                svals = sints[local]
                 order = np.argsort(svals)
                 svals, local = svals[order], local[order]
                 stems = b // _POW10[KEY_DIGITS - length]
@@ -496,7 +491,8 @@ class _IdLookup:
     def __init__(self, ids: I64):
         self.ids = ids
         self.direct: I64 | None = None
-        if len(ids) and ids.min() >= 0 and ids.max() < 50_000_000:
+        # a direct table costs 8 bytes per possible id: only when ids are dense enough
+        if len(ids) and ids.min() >= 0 and ids.max() < max(1 << 20, 16 * len(ids)):
             table = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
             table[ids] = np.arange(len(ids))
             self.direct = table
@@ -514,6 +510,16 @@ class _IdLookup:
         return np.where(self.sorted_ids[pos] == q, self.order[pos], -1)
 
 
+def _dense_ids(columns: list[I64]) -> tuple[npt.NDArray[np.int64], I64]:
+    """Distinct rows of the given columns (as a 2-D array) and each row's index into them
+    (a hash join: np.unique(axis=0) sorts, which is far slower on 10**5 rows)."""
+    names = [f"c{i}" for i in range(len(columns))]
+    keys = pl.DataFrame({n: c for n, c in zip(names, columns, strict=True)})
+    uniq = keys.unique(maintain_order=True).with_row_index("id")
+    ids = keys.join(uniq, on=names, how="left", maintain_order="left").get_column("id").cast(pl.Int64)
+    return uniq.select(names).to_numpy().astype(np.int64).reshape(-1, len(names)), ids.to_numpy()
+
+
 def _cat(parts: list[I64]) -> I64:
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
@@ -529,10 +535,6 @@ def _parents(plist: list[str]) -> I64:
                 out[i] = j
                 break
     return out
-
-
-def compile_book(book: RatingBook) -> CompiledBook:
-    return CompiledBook(book)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1124,34 +1126,43 @@ def levels_frame(rated: pl.DataFrame) -> pl.DataFrame:
     (the shape of ``rated_levels.csv``), one row per call and level of its account tree, in
     call order then level order."""
     depth = len([c for c in rated.columns if c.startswith("account_l")])
-    n = rated.height
-    # levels are filled from 0 upwards, so a call's levels are 0 .. count-1: no sort needed
-    counts = (
-        rated.select(pl.sum_horizontal(pl.col(f"account_l{k}").is_not_null().cast(pl.Int64) for k in range(depth)))
-        .to_series()
-        .to_numpy()
-        if depth
-        else np.zeros(n, dtype=np.int64)
-    )
-    call = np.repeat(np.arange(n, dtype=np.int64), counts)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    level = np.arange(len(call), dtype=np.int64) - starts
-    flat = call * max(depth, 1) + level  # index into the level-major interleaving below
+    if depth == 0:
+        return pl.DataFrame(
+            schema={
+                "call_id": pl.String,
+                "level": pl.Int8,
+                "account_id": pl.Int64,
+                "amount": pl.Int64,
+                "decimals": pl.Int8,
+            }
+        )
+    present = np.stack([rated.get_column(f"account_l{k}").is_not_null().to_numpy() for k in range(depth)], axis=1)
+    # levels are filled from 0 upwards, so the present cells of the (call, level) matrix are
+    # exactly the rows wanted, already in call-then-level order: no sort
+    flat = np.flatnonzero(present.ravel())
+    call = flat // depth
+    level = flat % depth
 
-    def interleave(prefix: str) -> pl.Series:
+    def interleave(prefix: str, dtype: type[np.generic]) -> tuple[npt.NDArray[np.generic], B8]:
         cols = [rated.get_column(f"{prefix}{k}") for k in range(depth)]
-        wide = pl.DataFrame(cols).select(pl.concat_list(pl.all()).alias("v")).explode("v").get_column("v")
-        return wide.gather(flat)
+        vals = np.stack([c.fill_null(0).to_numpy().astype(dtype, copy=False) for c in cols], axis=1).ravel()
+        nulls = np.stack([c.is_null().to_numpy() for c in cols], axis=1).ravel()
+        return vals[flat], nulls[flat]
 
-    return pl.DataFrame(
+    acc, _ = interleave("account_l", np.int64)
+    amount, amount_null = interleave("amount_l", np.int64)
+    dec, _ = interleave("decimals_l", np.int8)
+    out = pl.DataFrame(
         {
             "call_id": rated.get_column("call_id").gather(call),
-            "level": pl.Series(level).cast(pl.Int8),
-            "account_id": interleave("account_l"),
-            "amount": interleave("amount_l"),
-            "decimals": interleave("decimals_l"),
+            "level": pl.Series(level.astype(np.int8)),
+            "account_id": acc,
+            "amount": amount,
+            "decimals": dec,
+            "__null": amount_null,
         }
     )
+    return out.with_columns(pl.when(~pl.col("__null")).then(pl.col("amount")).alias("amount")).drop("__null")
 
 
 def bundle_consumption(rated: pl.DataFrame) -> pl.DataFrame:
@@ -1163,8 +1174,3 @@ def bundle_consumption(rated: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.col("bundle_seconds").sum().alias("used_seconds"))
         .sort("bundle_id", "bundle_month")
     )
-
-
-def decks_book(decks: Mapping[str, Deck]) -> RatingBook:
-    """A book with the given decks and no accounts (handy for scalar-only use)."""
-    return RatingBook(tariffs=dict(decks), accounts=())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -222,8 +223,18 @@ async def _start_api(switch: Switch, registry: CollectorRegistry) -> None:
         raise RuntimeError(f"admin API failed to start on {api.host}:{api.port}: {exc}")
 
 
+def tune_gc() -> None:
+    """Collect less often: a call allocates a few hundred short-lived objects, and with the
+    default gen-0 threshold (700) the collector ran every few calls and walked every live
+    transaction (bench_core: 338 -> 237 us of CPU per call).  Objects alive after start-up
+    (modules, provisioning snapshot) are moved out of the collector's sight with gc.freeze()."""
+    gc.set_threshold(10_000, 50, 100)
+    gc.freeze()
+
+
 async def run_forever(settings: Settings) -> None:
     switch = await start_switch(settings)
+    tune_gc()
     if switch.admin_token:
         # Printed once, on the first start; only its hash is stored (also in var/admin-token, mode 600).
         import sys

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 
 from admin_api.deps import CurrentPrincipal, DbSession
+from admin_api.exports import FILE_RESPONSES
+from admin_api.listing import FormatParam, SortParam, respond
 from admin_api.routers._params import PageLimit, PageOffset, text_filter
 from admin_api.schemas.common import Page
 from admin_api.schemas.ip_devices import DeviceStatus, IpDeviceCreate, IpDevicePublic, IpDeviceUpdate
@@ -24,25 +26,25 @@ def create_ip_device(
     return IpDevicePublic.model_validate(device)
 
 
-@router.get("", summary="List a customer's IP devices")
+@router.get(
+    "",
+    summary="List a customer's IP devices",
+    response_model=Page[IpDevicePublic],
+    responses=FILE_RESPONSES,
+)
 def list_ip_devices(
     customer_id: int,
     db: DbSession,
     principal: CurrentPrincipal,
     ip: Annotated[str | None, text_filter(64)] = None,
     status: DeviceStatus | None = None,
+    sort: SortParam = None,
     limit: PageLimit = 100,
     offset: PageOffset = 0,
-) -> Page[IpDevicePublic]:
-    page = repo.list_ip_devices(
-        db, scope=principal.scope, customer_id=customer_id, ip=ip, status=status, limit=limit, offset=offset
-    )
-    return Page[IpDevicePublic](
-        items=[IpDevicePublic.model_validate(d) for d in page.items],
-        total=page.total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    format: FormatParam = "json",
+) -> Any:
+    listing = repo.list_ip_devices(db, scope=principal.scope, customer_id=customer_id, ip=ip, status=status, sort=sort)
+    return respond(db, listing, IpDevicePublic, limit=limit, offset=offset, fmt=format, name="ip-devices")
 
 
 @router.get("/{device_id}", summary="Get an IP device")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 
 from admin_api.deps import CurrentPrincipal, DbSession, RealmDefault
+from admin_api.exports import FILE_RESPONSES
+from admin_api.listing import FormatParam, SortParam, respond
 from admin_api.routers._params import PageLimit, PageOffset, text_filter
 from admin_api.schemas.common import Page
 from admin_api.schemas.sip_devices import DeviceStatus, SipDeviceCreate, SipDevicePublic, SipDeviceUpdate
@@ -26,7 +28,12 @@ def create_sip_device(
     return SipDevicePublic.model_validate(device)
 
 
-@router.get("", summary="List a customer's SIP devices")
+@router.get(
+    "",
+    summary="List a customer's SIP devices",
+    response_model=Page[SipDevicePublic],
+    responses=FILE_RESPONSES,
+)
 def list_sip_devices(
     customer_id: int,
     db: DbSession,
@@ -34,25 +41,21 @@ def list_sip_devices(
     username: Annotated[str | None, text_filter(64, "Substring, any case")] = None,
     extension: Annotated[str | None, text_filter(15)] = None,
     status: DeviceStatus | None = None,
+    sort: SortParam = None,
     limit: PageLimit = 100,
     offset: PageOffset = 0,
-) -> Page[SipDevicePublic]:
-    page = repo.list_sip_devices(
+    format: FormatParam = "json",
+) -> Any:
+    listing = repo.list_sip_devices(
         db,
         scope=principal.scope,
         customer_id=customer_id,
         username=username,
         extension=extension,
         status=status,
-        limit=limit,
-        offset=offset,
+        sort=sort,
     )
-    return Page[SipDevicePublic](
-        items=[SipDevicePublic.model_validate(d) for d in page.items],
-        total=page.total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return respond(db, listing, SipDevicePublic, limit=limit, offset=offset, fmt=format, name="sip-devices")
 
 
 @router.get("/{device_id}", summary="Get a SIP device")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from provisioning.validation import (
     MAX_ID,
@@ -28,7 +29,7 @@ IpOrNetwork = Annotated[str, Field(max_length=64, examples=["192.0.2.0/24"]), Af
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of a listing, ordered by id."""
+    """One page of a listing, in the order asked for (``sort``), then by id."""
 
     items: list[T]
     total: int = Field(description="Matching items in all pages")
@@ -69,3 +70,44 @@ class ErrorDetail(BaseModel):
 class ConflictDetail(BaseModel):
     detail: str
     field: str | None = Field(default=None, description="The field in conflict, when there is one")
+
+
+class ImportProblem(BaseModel):
+    line: int | None = Field(description="CSV line (the header is line 1); empty for the whole file")
+    column: str | None
+    message: str
+
+
+class ImportRejectedDetail(BaseModel):
+    detail: str
+    error_count: int
+    errors: list[ImportProblem] = Field(description="Each bad row (the first 1000)")
+
+
+def text(max_length: int, *, min_length: int = 0, description: str | None = None) -> Any:
+    """Free text of at most ``max_length`` characters, without control characters."""
+    return Field(
+        min_length=min_length, max_length=max_length, pattern=NO_CONTROL_PATTERN, description=description
+    )
+
+
+# Money: exact decimals with at most 6 places (NUMERIC(18,6)); JSON carries them as strings.
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=18, decimal_places=6, examples=["12.50"], description="Decimal, at most 6 places"),
+]
+SignedMoney = Annotated[
+    Decimal, Field(max_digits=18, decimal_places=6, examples=["-2.50"], description="Decimal, at most 6 places")
+]
+Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=9, decimal_places=4)]
+Instant = Annotated[AwareDatetime, Field(description="ISO 8601 date-time with a UTC offset", examples=["2026-01-01T00:00:00Z"])]
+EntityStatus = Literal["active", "inactive"]
+
+
+class Reason(WriteModel):
+    reason: Annotated[str, text(200)] = Field(default="", description="Why (required to stop or close)")
+    comment: Annotated[str, text(1000)] = ""
+
+
+class Deleted(BaseModel):
+    detail: str = "deleted"

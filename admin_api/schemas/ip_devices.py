@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from admin_api.schemas.common import IpAddress, Limit, ReadModel, WriteModel, not_null
+from admin_api.schemas.common import IpAddress, Limit, ReadModel, WriteModel, not_null, text
 from provisioning.validation import CALLER_NUMBER_PATTERN, TECH_PREFIX_PATTERN
 
 DeviceStatus = Literal["active", "inactive"]
@@ -24,6 +24,7 @@ class IpDeviceCreate(WriteModel):
     max_sessions: Limit = 0
     cps: Limit = 0
     caller_number: CallerNumber | None = None
+    description: Annotated[str, text(200)] = ""
 
 
 class IpDeviceUpdate(WriteModel):
@@ -34,8 +35,9 @@ class IpDeviceUpdate(WriteModel):
     max_sessions: Limit | None = None
     cps: Limit | None = None
     caller_number: CallerNumber | None = None
+    description: Annotated[str, text(200)] | None = None
 
-    _not_null = field_validator("ip", "tech_prefix", "status", "max_sessions", "cps")(not_null)
+    _not_null = field_validator("ip", "tech_prefix", "status", "max_sessions", "cps", "description")(not_null)
 
 
 class IpDevicePublic(ReadModel):
@@ -48,5 +50,6 @@ class IpDevicePublic(ReadModel):
     max_sessions: int
     cps: int
     caller_number: str | None
+    description: str
     created_at: datetime
     updated_at: datetime

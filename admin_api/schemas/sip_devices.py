@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from admin_api.schemas.common import IpOrNetwork, Limit, ReadModel, WriteModel, not_null
+from admin_api.schemas.common import IpOrNetwork, Limit, Money, ReadModel, WriteModel, not_null
 from provisioning.validation import (
     CALLER_NUMBER_PATTERN,
     DISPLAY_NAME_PATTERN,
+    EMAIL_PATTERN,
     EXTENSION_PATTERN,
     NO_CONTROL_PATTERN,
     PASSWORD_MAX_LENGTH,
@@ -35,6 +37,7 @@ Password = Annotated[
 Extension = Annotated[str, Field(pattern=EXTENSION_PATTERN, description="Unique within the customer")]
 CallerNumber = Annotated[str, Field(pattern=CALLER_NUMBER_PATTERN)]
 DisplayName = Annotated[str, Field(pattern=DISPLAY_NAME_PATTERN)]
+VoicemailEmail = Annotated[str, Field(max_length=254, pattern=EMAIL_PATTERN)]
 AllowedIps = Annotated[list[IpOrNetwork], Field(max_length=64, description="Source addresses or networks; empty = any")]
 
 
@@ -48,6 +51,11 @@ class SipDeviceCreate(WriteModel):
     max_sessions: Limit = 0
     cps: Limit = 0
     allowed_ips: AllowedIps = Field(default_factory=list)
+    voicemail_enabled: bool = False
+    voicemail_email: VoicemailEmail | None = None
+    fraud_limit: Money | None = Field(
+        default=None, description="This user's daily outgoing limit (<= the customer's ceiling); empty = the default"
+    )
 
 
 class SipDeviceUpdate(WriteModel):
@@ -60,8 +68,13 @@ class SipDeviceUpdate(WriteModel):
     max_sessions: Limit | None = None
     cps: Limit | None = None
     allowed_ips: AllowedIps | None = None
+    voicemail_enabled: bool | None = None
+    voicemail_email: VoicemailEmail | None = None
+    fraud_limit: Money | None = None
 
-    _not_null = field_validator("username", "password", "status", "max_sessions", "cps", "allowed_ips")(not_null)
+    _not_null = field_validator(
+        "username", "password", "status", "max_sessions", "cps", "allowed_ips", "voicemail_enabled"
+    )(not_null)
 
 
 class SipDevicePublic(ReadModel):
@@ -76,5 +89,8 @@ class SipDevicePublic(ReadModel):
     max_sessions: int
     cps: int
     allowed_ips: list[str]
+    voicemail_enabled: bool
+    voicemail_email: str | None
+    fraud_limit: Decimal | None
     created_at: datetime
     updated_at: datetime

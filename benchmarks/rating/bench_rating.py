@@ -238,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cdrs", type=int, default=10_000_000)
     ap.add_argument("--prefixes", type=int, default=50_000)
     ap.add_argument("--runs", type=int, default=3, help="timed in-memory runs after one warm-up run")
+    ap.add_argument(
+        "--independent-runs",
+        type=int,
+        default=2,
+        help="also time in memory with unrelated decks on every level (0: skip)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--pg-sample", type=int, default=20_000)
     ap.add_argument("--pg-seconds", type=float, default=60.0, help="stop the SQL loop after this long")
@@ -286,6 +292,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"in memory: median {median:.2f} s = {mem_rate:,.0f} CDRs/s, best {args.cdrs / best:,.0f} CDRs/s")
     counts = dict(rated.get_column("status").cast(pl.String).value_counts().iter_rows())
     print(f"  statuses: {counts}; bundle seconds used: {rated['bundle_seconds'].sum():,}")
+
+    indep_rate = None
+    if args.independent_runs:
+        ibook, _raw, _derived = make_book(np.random.default_rng(43), args.prefixes, independent=True)
+        icdrs = make_cdrs(np.random.default_rng(44), ibook, args.cdrs)
+        icompiled = CompiledBook(ibook)
+        itimes = []
+        for i in range(args.independent_runs + 1):
+            t0 = time.perf_counter()
+            irated = rate_frame(icdrs, icompiled, threads=args.threads)
+            itimes.append(time.perf_counter() - t0)
+            if i:
+                print(f"in memory, unrelated decks per level, run {i}: {args.cdrs / itimes[-1]:,.0f} CDRs/s")
+        indep_rate = args.cdrs / statistics.median(itimes[1:])
+        no_row = {k: int(irated[f"amount_l{k}"].is_null().sum()) for k in range(compiled.depth)}
+        print(
+            f"in memory, unrelated decks per level: median {indep_rate:,.0f} CDRs/s "
+            f"({icompiled.groups[0].n_seg:,} segments; calls without a row per level: {no_row})"
+        )
+        del irated, icdrs, icompiled
 
     disk: dict[str, float] = {}
     if not args.no_disk:
@@ -350,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nsummary (CDRs per second, 4 tariff lookups each)")
     print(f"  engine in memory       {mem_rate:>14,.0f}")
+    if indep_rate:
+        print(f"  (unrelated decks)      {indep_rate:>14,.0f}")
     for kind, r in disk.items():
         print(f"  trunkline rate ({kind:7s}) {r:>13,.0f}")
     if pg_rate:

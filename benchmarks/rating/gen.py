@@ -12,15 +12,20 @@ JAN_2025_MS = 1_735_689_600_000
 MONTH_MS = 31 * 86_400_000
 
 
-def make_deck(rng: np.random.Generator, n_prefixes: int, *, name: str) -> pl.DataFrame:
-    """A textual deck of ``n_prefixes`` distinct prefixes shaped like a real one: ~250 country
-    codes of 1-3 digits, the rest area and mobile ranges of 4-9 digits under them; 5% of the
-    prefixes carry a rate change (two effective windows)."""
+def country_codes(rng: np.random.Generator, n: int = 250) -> list[str]:
+    """``n`` distinct country-code-like prefixes of 1-3 digits."""
     countries: set[str] = set()
-    while len(countries) < 250:
-        n = int(rng.choice([1, 2, 3], p=[0.02, 0.3, 0.68]))
-        countries.add(str(rng.integers(10 ** (n - 1) if n > 1 else 1, 10**n)))
-    cc = sorted(countries)
+    while len(countries) < n:
+        k = int(rng.choice([1, 2, 3], p=[0.02, 0.3, 0.68]))
+        countries.add(str(rng.integers(10 ** (k - 1) if k > 1 else 1, 10**k)))
+    return sorted(countries)
+
+
+def make_deck(rng: np.random.Generator, n_prefixes: int, *, name: str, countries: list[str]) -> pl.DataFrame:
+    """A textual deck of ``n_prefixes`` distinct prefixes shaped like a real one: the country
+    codes, the rest area and mobile ranges of 4-9 digits under them (drawn independently for
+    every deck); 5% of the prefixes carry a rate change (two effective windows)."""
+    cc = countries
     prefixes: set[str] = set(cc)
     while len(prefixes) < n_prefixes:
         c = cc[int(rng.integers(len(cc)))]
@@ -64,22 +69,31 @@ def make_deck(rng: np.random.Generator, n_prefixes: int, *, name: str) -> pl.Dat
 
 
 def make_book(
-    rng: np.random.Generator, n_prefixes: int = 50_000
+    rng: np.random.Generator, n_prefixes: int = 50_000, *, independent: bool = False
 ) -> tuple[RatingBook, dict[str, pl.DataFrame], list[tuple[str, str, str]]]:
-    """Wholesale deck, customer/reseller tariffs derived from it, two carrier decks;
-    2 top resellers, 10 sub-resellers, 1,000 customers; bundles for 10% of the customers."""
-    raw = {
-        "wholesale": make_deck(rng, n_prefixes, name="W"),
-        "carrier_a": make_deck(rng, n_prefixes, name="A"),
-        "carrier_b": make_deck(rng, n_prefixes, name="B"),
-    }
+    """2 top resellers, 10 sub-resellers, 1,000 customers; bundles for 10% of the customers;
+    two carriers with their own decks.  By default the customer and reseller tariffs are all
+    derived from one wholesale deck (markups), the usual reseller setup; ``independent=True``
+    gives the top resellers, the sub-resellers and the customers decks of their own (different
+    prefixes), so that no two levels share a prefix match."""
+    cc = country_codes(rng)
+    names = ["wholesale", "carrier_a", "carrier_b"] + (["top_deck", "sub_deck"] if independent else [])
+    raw = {k: make_deck(rng, n_prefixes, name=k[:1].upper(), countries=cc) for k in names}
     decks: dict[str, Deck] = {k: parse_deck(v, source=f"{k}.csv") for k, v in raw.items()}
-    derived = [
-        ("top", "wholesale", "10"),
-        ("sub", "wholesale", "20"),
-        ("retail", "wholesale", "40"),
-        ("retail_premium", "wholesale", "55.5"),
-    ]
+    if independent:
+        derived = [
+            ("top", "top_deck", "0"),
+            ("sub", "sub_deck", "0"),
+            ("retail", "wholesale", "40"),
+            ("retail_premium", "wholesale", "55.5"),
+        ]
+    else:
+        derived = [
+            ("top", "wholesale", "10"),
+            ("sub", "wholesale", "20"),
+            ("retail", "wholesale", "40"),
+            ("retail_premium", "wholesale", "55.5"),
+        ]
     for name, base, markup in derived:
         decks[name] = derive_deck(decks[base], markup, source=name)
     accounts: list[Account] = []

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, UniqueConstraint, event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from provisioning.db import utcnow
+from provisioning.db import MONEY_SCALE, utcnow
 from provisioning.errors import Conflict, InvalidValue
 from provisioning.models import Base, Change
+from provisioning.validation import NO_CONTROL_PATTERN
 
 T = TypeVar("T")
 
@@ -75,6 +77,19 @@ _UNIQUE_MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "uq_ip_devices_ip_port": ("ip", "an IP device with this ip and port already exists"),
     "uq_ip_devices_ip_anyport": ("ip", "an IP device for this ip with any port already exists"),
+    "uq_customers_account_code": ("account_code", "a customer with this account code already exists"),
+    "uq_customers_web_username": ("web_username", "a customer with this web username already exists"),
+    "uq_resellers_domain": ("domain", "a reseller with this domain already exists"),
+    "uq_admin_users_username": ("username", "an administrator with this username already exists"),
+    "uq_tariffs_reseller_id_name": ("name", "a tariff with this name already exists"),
+    "uq_tariffs_name_provider": ("name", "a tariff with this name already exists"),
+    "uq_service_plans_name": ("name", "a service plan with this name already exists"),
+    "uq_call_bundles_service_plan_id_name": ("name", "this plan already has a bundle with this name"),
+    "uq_customer_bundles_customer_id_bundle_id": ("bundle_id", "the customer already has this bundle"),
+    "uq_carriers_name": ("name", "a carrier with this name already exists"),
+    "uq_routes_name": ("name", "a route with this name already exists"),
+    "uq_route_carriers_route_id_carrier_id": ("carriers", "a carrier appears twice in the route"),
+    "uq_dids_number": ("number", "this DID number already exists"),
 }
 
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)$")
@@ -130,10 +145,99 @@ def flush(session: Session) -> None:
 
 def paginate(session: Session, stmt: Select[Any], *, limit: int, offset: int) -> Page[Any]:
     if limit < 1 or offset < 0:
-        raise InvalidValue("limit must be at least 1 and offset not negative", field="limit")
+        raise InvalidValue("limit must be at least 1 and offset not negative", field="limit", location="query")
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     items = list(session.scalars(stmt.limit(limit).offset(offset)))
     return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A scoped, filtered and sorted query, not yet run: one page of it, or all of it for an export."""
+
+    stmt: Select[Any]
+    # Core rows (mappings) instead of ORM objects, for tables without a mapped class (cdrs).
+    mappings: bool = False
+
+    def page(self, session: Session, *, limit: int, offset: int) -> Page[Any]:
+        if not self.mappings:
+            return paginate(session, self.stmt, limit=limit, offset=offset)
+        if limit < 1 or offset < 0:
+            raise InvalidValue("limit must be at least 1 and offset not negative", field="limit", location="query")
+        total = session.scalar(select(func.count()).select_from(self.stmt.order_by(None).subquery())) or 0
+        items = list(session.execute(self.stmt.limit(limit).offset(offset)).mappings())
+        return Page(items=items, total=total, limit=limit, offset=offset)
+
+    def all(self, session: Session, *, max_rows: int) -> Iterator[Any]:
+        """Every row (at most ``max_rows``), streamed in batches so a big export stays small in memory."""
+        stmt = self.stmt.limit(max_rows).execution_options(yield_per=2000)
+        if self.mappings:
+            yield from session.execute(stmt).mappings()
+        else:
+            yield from session.scalars(stmt)
+
+
+def apply_sort(
+    stmt: Select[Any], sort: str | None, columns: Mapping[str, Any], *, tiebreak: Any, default: str = "id"
+) -> Select[Any]:
+    """ORDER BY the comma-separated ``sort`` fields ("name,-created_at"; '-' = descending).
+
+    Only the fields in ``columns`` may be named (a 422 names the parameter otherwise).  The
+    ``tiebreak`` column (the id) always comes last so that pages are stable.
+    """
+    spec = sort or default
+    order: list[Any] = []
+    seen: set[str] = set()
+    for raw in spec.split(","):
+        item = raw.strip()
+        descending = item.startswith("-")
+        name = item.lstrip("-+")
+        if name not in columns or name in seen:
+            allowed = ", ".join(sorted(columns))
+            raise InvalidValue(f"cannot sort by {name!r}; sortable fields: {allowed}", field="sort", location="query")
+        seen.add(name)
+        column = columns[name]
+        order.append(column.desc() if descending else column.asc())
+    order.append(tiebreak)
+    return stmt.order_by(*order)
+
+
+def require_range(values: Mapping[str, Any], field: str, lo: int, hi: int) -> None:
+    value = values.get(field)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi):
+        raise InvalidValue(f"{field} must be between {lo} and {hi}", field=field)
+
+
+def require_money(values: Mapping[str, Any], field: str, *, minimum: Decimal | None = Decimal(0)) -> None:
+    """A Decimal with at most 6 places (and >= ``minimum`` when one is given)."""
+    value = values.get(field)
+    if value is None:
+        return
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise InvalidValue(f"{field} must be a decimal number", field=field)
+    if value.as_tuple().exponent < -MONEY_SCALE:  # type: ignore[operator]
+        raise InvalidValue(f"{field} has more than {MONEY_SCALE} decimal places", field=field)
+    if abs(value) >= MAX_MONEY:
+        raise InvalidValue(f"{field} is too large", field=field)
+    if minimum is not None and value < minimum:
+        raise InvalidValue(f"{field} must be at least {minimum}", field=field)
+
+
+# NUMERIC(18,6): 12 digits before the point.
+MAX_MONEY = Decimal(10) ** 12
+
+
+def require_text(values: Mapping[str, Any], field: str, *, max_length: int, required: bool = False) -> None:
+    """Free text without control characters, at most ``max_length`` characters."""
+    value = values.get(field)
+    if value is None:
+        if required and field in values:
+            raise InvalidValue(f"{field} is required", field=field)
+        return
+    if not isinstance(value, str) or len(value) > max_length or not re.fullmatch(NO_CONTROL_PATTERN, value):
+        raise InvalidValue(f"{field} must be text of at most {max_length} characters", field=field)
+    if required and not value.strip():
+        raise InvalidValue(f"{field} is required", field=field)
 
 
 def apply_changes(obj: Any, changes: Mapping[str, Any], *, allowed: Iterable[str]) -> dict[str, Any]:

@@ -8,24 +8,33 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisioning.errors import Conflict, InvalidValue, NotFound
+from provisioning.errors import Conflict, InvalidValue, NotFound, NotPermitted
 from provisioning.models import DEVICE_STATUSES, ENTITY_IP_DEVICE, IpDevice
 from provisioning.repo._common import (
-    Page,
+    Listing,
     apply_changes,
+    apply_sort,
     flush,
-    paginate,
     record_change,
     require_match,
     require_non_negative,
     require_one_of,
+    require_text,
 )
 from provisioning.repo.customers import get_customer
 from provisioning.scope import Scope
 from provisioning.validation import CALLER_NUMBER_PATTERN, TECH_PREFIX_PATTERN, is_valid_id, normalize_ip
 
-UPDATABLE_FIELDS = ("ip", "port", "tech_prefix", "status", "max_sessions", "cps", "caller_number")
-_NOT_NULL = ("ip", "tech_prefix", "status", "max_sessions", "cps")
+UPDATABLE_FIELDS = ("ip", "port", "tech_prefix", "status", "max_sessions", "cps", "caller_number", "description")
+_NOT_NULL = ("ip", "tech_prefix", "status", "max_sessions", "cps", "description")
+SORTABLE = ("id", "ip", "port", "status", "created_at")
+
+
+def _writable(scope: Scope) -> None:
+    # An IP device is trusted by its source address alone: only the provider or a reseller may
+    # vouch for an address (a customer could otherwise claim someone else's PBX).
+    if scope.kind == "customer":
+        raise NotPermitted("IP devices are managed by the reseller")
 _PATTERNS = {"tech_prefix": TECH_PREFIX_PATTERN, "caller_number": CALLER_NUMBER_PATTERN}
 
 
@@ -57,16 +66,19 @@ def list_ip_devices(
     customer_id: int,
     ip: str | None = None,
     status: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> Page[IpDevice]:
+    sort: str | None = None,
+) -> Listing:
     customer = get_customer(session, scope=scope, customer_id=customer_id)
     stmt = select(IpDevice).where(IpDevice.customer_id == customer.id)
     if ip:
-        stmt = stmt.where(IpDevice.ip == _ip(ip))
+        try:
+            stmt = stmt.where(IpDevice.ip == normalize_ip(ip))
+        except ValueError as error:
+            raise InvalidValue("ip must be an IP address", field="ip", location="query") from error
     if status:
         stmt = stmt.where(IpDevice.status == status)
-    return paginate(session, stmt.order_by(IpDevice.id), limit=limit, offset=offset)
+    columns = {key: getattr(IpDevice, key) for key in SORTABLE}
+    return Listing(apply_sort(stmt, sort, columns, tiebreak=IpDevice.id))
 
 
 def create_ip_device(
@@ -81,13 +93,16 @@ def create_ip_device(
     max_sessions: int = 0,
     cps: int = 0,
     caller_number: str | None = None,
+    description: str = "",
 ) -> IpDevice:
+    _writable(scope)
     customer = get_customer(session, scope=scope, customer_id=customer_id, for_update=True)
     if customer.status == "closed":
         raise Conflict("the customer is closed")
     require_one_of(status, DEVICE_STATUSES, field="status")
     require_non_negative({"max_sessions": max_sessions, "cps": cps}, ("max_sessions", "cps"))
     require_match({"tech_prefix": tech_prefix, "caller_number": caller_number}, _PATTERNS)
+    require_text({"description": description}, "description", max_length=200)
     device = IpDevice(
         customer_id=customer.id,
         ip=_ip(ip),
@@ -97,6 +112,7 @@ def create_ip_device(
         max_sessions=max_sessions,
         cps=cps,
         caller_number=caller_number,
+        description=description,
     )
     session.add(device)
     flush(session)
@@ -107,8 +123,10 @@ def create_ip_device(
 def update_ip_device(
     session: Session, *, scope: Scope, customer_id: int, device_id: int, changes: Mapping[str, Any]
 ) -> IpDevice:
+    _writable(scope)
     device = get_ip_device(session, scope=scope, customer_id=customer_id, device_id=device_id)
     values = dict(changes)
+    require_text(values, "description", max_length=200)
     for field in _NOT_NULL:
         if field in values and values[field] is None:
             raise InvalidValue(f"{field} may not be null", field=field)
@@ -127,6 +145,7 @@ def update_ip_device(
 
 
 def delete_ip_device(session: Session, *, scope: Scope, customer_id: int, device_id: int) -> None:
+    _writable(scope)
     device = get_ip_device(session, scope=scope, customer_id=customer_id, device_id=device_id)
     session.delete(device)
     flush(session)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -10,14 +12,15 @@ from sqlalchemy.orm import Session
 
 from provisioning.credentials import compute_ha1
 from provisioning.errors import Conflict, InvalidValue, NotFound
-from provisioning.models import DEVICE_STATUSES, ENTITY_SIP_DEVICE, Customer, Registration, SipDevice
+from provisioning.models import DEVICE_STATUSES, ENTITY_SIP_DEVICE, Customer, Did, Registration, SipDevice
 from provisioning.repo._common import (
-    Page,
+    Listing,
     apply_changes,
+    apply_sort,
     flush,
-    paginate,
     record_change,
     require_match,
+    require_money,
     require_non_negative,
     require_one_of,
 )
@@ -26,6 +29,7 @@ from provisioning.scope import Scope
 from provisioning.validation import (
     CALLER_NUMBER_PATTERN,
     DISPLAY_NAME_PATTERN,
+    EMAIL_PATTERN,
     EXTENSION_PATTERN,
     PASSWORD_MIN_LENGTH,
     USERNAME_PATTERN,
@@ -43,14 +47,30 @@ UPDATABLE_FIELDS = (
     "max_sessions",
     "cps",
     "allowed_ips",
+    "voicemail_enabled",
+    "voicemail_email",
+    "fraud_limit",
 )
-_NOT_NULL = ("username", "password", "status", "max_sessions", "cps", "allowed_ips")
+_NOT_NULL = ("username", "password", "status", "max_sessions", "cps", "allowed_ips", "voicemail_enabled")
 _PATTERNS = {
     "username": USERNAME_PATTERN,
     "extension": EXTENSION_PATTERN,
     "caller_number": CALLER_NUMBER_PATTERN,
     "display_name": DISPLAY_NAME_PATTERN,
 }
+SORTABLE = ("id", "username", "extension", "status", "created_at")
+
+
+def _check_extras(session: Session, customer: Customer, values: Mapping[str, Any]) -> None:
+    """Voicemail e-mail and the user's fraud limit (at most the customer's ceiling)."""
+    email = values.get("voicemail_email")
+    if email is not None and (not isinstance(email, str) or len(email) > 254 or not re.fullmatch(EMAIL_PATTERN, email)):
+        raise InvalidValue("voicemail_email must be a valid e-mail address", field="voicemail_email")
+    require_money(values, "fraud_limit")
+    limit = values.get("fraud_limit")
+    ceiling = customer.fraud_limit_ceiling
+    if limit is not None and ceiling is not None and limit > ceiling:
+        raise InvalidValue(f"fraud_limit may not exceed the customer's ceiling of {ceiling}", field="fraud_limit")
 
 
 def realm_for(customer: Customer, default_realm: str) -> str:
@@ -74,9 +94,8 @@ def list_sip_devices(
     username: str | None = None,
     extension: str | None = None,
     status: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> Page[SipDevice]:
+    sort: str | None = None,
+) -> Listing:
     customer = get_customer(session, scope=scope, customer_id=customer_id)
     stmt = select(SipDevice).where(SipDevice.customer_id == customer.id)
     if username:
@@ -85,7 +104,8 @@ def list_sip_devices(
         stmt = stmt.where(SipDevice.extension == extension)
     if status:
         stmt = stmt.where(SipDevice.status == status)
-    return paginate(session, stmt.order_by(SipDevice.id), limit=limit, offset=offset)
+    columns = {key: getattr(SipDevice, key) for key in SORTABLE}
+    return Listing(apply_sort(stmt, sort, columns, tiebreak=SipDevice.id))
 
 
 def _allowed_ips(values: Iterable[str]) -> list[str]:
@@ -116,6 +136,9 @@ def create_sip_device(
     max_sessions: int = 0,
     cps: int = 0,
     allowed_ips: Iterable[str] = (),
+    voicemail_enabled: bool = False,
+    voicemail_email: str | None = None,
+    fraud_limit: Decimal | None = None,
 ) -> SipDevice:
     """A new device; only the HA1 digests of ``password`` are stored."""
     customer = get_customer(session, scope=scope, customer_id=customer_id, for_update=True)
@@ -133,6 +156,7 @@ def create_sip_device(
     )
     require_one_of(status, DEVICE_STATUSES, field="status")
     require_non_negative({"max_sessions": max_sessions, "cps": cps}, ("max_sessions", "cps"))
+    _check_extras(session, customer, {"voicemail_email": voicemail_email, "fraud_limit": fraud_limit})
     realm = realm_for(customer, default_realm)
     ha1_md5, ha1_sha256 = compute_ha1(username, realm, password)
     device = SipDevice(
@@ -148,6 +172,9 @@ def create_sip_device(
         max_sessions=max_sessions,
         cps=cps,
         allowed_ips=_allowed_ips(allowed_ips),
+        voicemail_enabled=voicemail_enabled,
+        voicemail_email=voicemail_email,
+        fraud_limit=fraud_limit,
     )
     session.add(device)
     flush(session)
@@ -179,6 +206,9 @@ def update_sip_device(
     require_match(values, _PATTERNS)
     if "allowed_ips" in values:
         values["allowed_ips"] = _allowed_ips(values["allowed_ips"])
+    owner = session.get(Customer, device.customer_id)
+    assert owner is not None  # the foreign key guarantees it
+    _check_extras(session, owner, values)
     password = values.pop("password", None)
     username_changes = "username" in values and values["username"] != device.username
     if username_changes and password is None:
@@ -201,6 +231,11 @@ def update_sip_device(
 def delete_sip_device(session: Session, *, scope: Scope, customer_id: int, device_id: int) -> None:
     """Delete a device and its stored bindings (the switch drops the live ones on the change)."""
     device = get_sip_device(session, scope=scope, customer_id=customer_id, device_id=device_id)
+    routed = session.scalars(
+        select(Did.number).where(Did.destination_type == "sip_device", Did.destination == str(device.id))
+    ).first()
+    if routed is not None:
+        raise Conflict(f"DID {routed} is routed to this device; change the DID first")
     session.execute(delete(Registration).where(Registration.device_id == device.id))
     session.delete(device)
     flush(session)

@@ -249,16 +249,17 @@ class Call:
     # -- B leg events -------------------------------------------------------------------------
     def leg_response(self, leg: BLeg, msg: SipMessage, now: float) -> None:
         status = msg.status
-        if status == 100:
-            return
         if status < 200:
+            if leg.cancel_pending:
+                # RFC 3261 9.1: the CANCEL waited for a provisional; any, 100 included, will do.
+                self._cancel_leg(leg, now)
+                return
+            if status == 100:
+                return
             if leg.state == LEG_CALLING:
                 leg.state = LEG_EARLY
             if msg.to.tag and leg.dialog is not None and leg.dialog.remote_tag is None:
                 leg.dialog.confirm_uac(msg)
-            if leg.cancel_pending:
-                self._cancel_leg(leg, now)
-                return
             if self.state in (ROUTING, EARLY):
                 self.state = EARLY
                 self._relay_provisional(msg, now)
@@ -326,11 +327,11 @@ class Call:
 
     def _cancel_leg(self, leg: BLeg, now: float) -> None:
         """CANCEL a ringing leg; before its first provisional the CANCEL must wait (9.1)."""
-        if leg.state == LEG_EARLY and leg.tx is not None:
+        if leg.tx is not None and leg.tx.state == "Proceeding":
             leg.cancel_pending = False
             leg.tx.cancel_request(now, IGNORE)
             # The leg's 487 arrives through its INVITE transaction and marks it done.
-        elif leg.state == LEG_CALLING:
+        elif leg.state in (LEG_CALLING, LEG_EARLY):
             leg.cancel_pending = True
 
     def _relay_provisional(self, msg: SipMessage, now: float) -> None:

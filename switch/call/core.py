@@ -210,7 +210,8 @@ class SwitchCore:
         ruri = msg.request_uri
         if ruri.scheme not in ("sip", "sips", "tel"):
             return (416, "Unsupported URI Scheme", [])  # RFC 3261 8.2.2.1
-        unsupported = [tag for key in ("require", "proxy-require") for tag in msg.get_all(key)
+        h = msg.headers
+        unsupported = [tag for key in ("require", "proxy-require") if key in h for tag in msg.get_all(key)
                        if tag.lower() not in SUPPORTED_EXTENSIONS]
         if unsupported:
             # RFC 3261 8.2.2.3: 420 listing every option tag we do not understand.
@@ -223,8 +224,7 @@ class SwitchCore:
                 if ctype != SDP:
                     # RFC 3261 8.2.3: a body we cannot process: 415 with what we accept.
                     return (415, "Unsupported Media Type", [("Accept", SDP)])
-            accept = msg.headers.get("accept")
-            if accept is not None:
+            if "accept" in h:
                 types = {a.split(";", 1)[0].strip().lower() for a in msg.get_all("accept")}
                 if not types & {SDP, "application/*", "*/*"}:
                     # RFC 3261 21.4.7: we can answer only with SDP.

@@ -605,6 +605,8 @@ def _has_to_tag(request: SipMessage, to: str) -> bool:
     """Does the request's To carry a tag parameter?  The parsed field decides (a ";tag=" inside
     <...> is a URI parameter, not a tag); a To too broken to parse (a request answered with
     its parse error) falls back to looking for the parameter after the URI."""
+    if ";" not in to:
+        return False
     try:
         return request.to.tag is not None
     except SipError:

@@ -17,7 +17,10 @@ from switch.sip.errors import SipError
 # user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/".
 _USER = r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+"
 _PASSWORD = r"[A-Za-z0-9\-_.!~*'()&=+$,%]*"
-_HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?"
+# host = hostname / IPv4address / IPv6reference; the IPv4 alternative is told apart (its own group)
+# so that a dotted-digits hostname can be refused without a second match.
+_HOST = (r"\[[0-9A-Fa-f:.]+\]|(?P<ipv4>[0-9]{1,3}(?:\.[0-9]{1,3}){3})(?![A-Za-z0-9\-.])"
+         r"|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?")
 # paramchar = param-unreserved / unreserved / escaped; param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
 _PCHAR = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]"
 _HCHAR = r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]"
@@ -36,7 +39,6 @@ _SIP_URI_RE = re.compile(
 # RFC 3986 / RFC 3261 absoluteURI: scheme ":" and no whitespace or angle brackets.
 _ABS_URI_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+\-.]*):(?P<rest>[^\s<>\"]+)\Z")
 _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}\Z")
 
 
 @dataclass(slots=True)
@@ -126,7 +128,7 @@ def parse_uri(text: str) -> SipUri:
     """Parse a URI; raises SipError(400) when it is malformed."""
     m = _SIP_URI_RE.match(text)
     if m is not None:
-        scheme, user, password, host, port, raw_params, headers = m.groups()
+        scheme, user, password, host, ipv4, port, raw_params, headers = m.groups()
         if "%" in text and _BAD_ESCAPE_RE.search(text) is not None:
             # RFC 3261 section 25.1: escaped = "%" HEXDIG HEXDIG; a bare "%" is not allowed in a URI.
             raise SipError(400, "Bad escape in URI")
@@ -134,7 +136,7 @@ def parse_uri(text: str) -> SipUri:
         if p is not None and p > 65535:
             raise SipError(400, "Bad port in URI")
         host = host.lower()
-        if host[-1].isdigit() and host[0].isdigit() and _IPV4_RE.match(host) is None:
+        if ipv4 is None and host[-1].isdigit() and host[0].isdigit():
             # A hostname's top label cannot start with a digit: a dotted-digits host must be IPv4.
             raise SipError(400, "Bad host in URI")
         params: dict[str, str | None] = {}

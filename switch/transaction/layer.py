@@ -52,7 +52,10 @@ class TimerConfig:
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
-    auto_100_trying: bool = True  # RFC 3261 17.2.1: a 100 is sent at once for every new INVITE
+    auto_100_trying: bool = True  # RFC 3261 17.2.1: a 100 for every INVITE the TU leaves unanswered
+    # ...unless the TU answers within 200 ms (17.2.1): a switch whose callee rings at once saves a
+    # message per call.  0 sends the 100 immediately.
+    trying_delay: float = 0.2
 
 
 class ClientOwner(Protocol):
@@ -86,7 +89,7 @@ def new_branch() -> str:
 
 class ServerTransaction:
     __slots__ = (
-        "_g_interval", "_timer", "_timer_h", "app", "is_invite", "key", "last_response", "layer",
+        "_g_interval", "_timer", "_timer_h", "_trying", "app", "is_invite", "key", "last_response", "layer",
         "peer", "request", "resp_peer", "state", "to_tag",
     )
 
@@ -103,6 +106,7 @@ class ServerTransaction:
         self._timer: TimerHandle | None = None  # G, I, J or L
         self._timer_h: TimerHandle | None = None
         self._g_interval = 0.0
+        self._trying: TimerHandle | None = None  # the pending automatic 100 Trying
         self.app: object = None  # the TU's per-transaction data (e.g. the call leg)
 
     # -- TU -> transaction -------------------------------------------------------------------
@@ -127,6 +131,9 @@ class ServerTransaction:
             return
         if state in (COMPLETED, CONFIRMED, TERMINATED):
             return
+        if self._trying is not None:
+            self._trying.cancel()  # the TU answered in time: no 100 needed
+            self._trying = None
         self.last_response = data
         if not layer.sender.send(data, self.resp_peer):
             self._terminate()
@@ -154,6 +161,11 @@ class ServerTransaction:
                 self._terminate()
             else:
                 self._timer = layer.timers.schedule(now + 64 * cfg.t1, self._fire_j)
+
+    def _fire_trying(self, when: float) -> None:
+        self._trying = None
+        if self.state == PROCEEDING and self.last_response is None:
+            self.respond_bytes(_trying(self.request), 100, when)
 
     def discard(self) -> None:
         """Forget this transaction without answering (a request from a blocked source)."""
@@ -212,6 +224,8 @@ class ServerTransaction:
             self._timer.cancel()
         if self._timer_h is not None:
             self._timer_h.cancel()
+        if self._trying is not None:
+            self._trying.cancel()
         self.layer._server_done(self)
 
 
@@ -447,8 +461,13 @@ class TransactionLayer:
             return
         tx = ServerTransaction(self, key, msg, peer)
         self.server[key] = tx
-        if tx.is_invite and self.config.auto_100_trying:
-            tx.respond_bytes(_trying(msg), 100, now)
+        cfg = self.config
+        if tx.is_invite and cfg.auto_100_trying:
+            if cfg.trying_delay <= 0:
+                tx.respond_bytes(_trying(msg), 100, now)
+            else:
+                when = now + cfg.trying_delay
+                tx._trying = self.timers.schedule(when, tx._fire_trying, when)
         self.tu.request_received(tx, msg, peer, now)
 
     def receive_response(self, msg: SipMessage, peer: Peer, now: float) -> None:

@@ -257,7 +257,9 @@ class Harness:
         self.core = SwitchCore(
             sender=self.net, timers=self.timers, directory=self.directory, registrar=self.registrar,
             auth=self.auth, cdr_sink=self.cdrs, local_address=lambda peer: (SWITCH_IP, peer.local_port),
-            config=CoreConfig(no_answer_timeout=no_answer_timeout, timers=timers or TimerConfig(),
+            # The 100 Trying goes out at once here (trying_delay=0) so that scenarios read in wire
+            # order; the 200 ms grace of RFC 3261 17.2.1 has its own tests.
+            config=CoreConfig(no_answer_timeout=no_answer_timeout, timers=timers or TimerConfig(trying_delay=0),
                               housekeeping_interval=housekeeping_interval),
             wall=self.clock.wall, mono=self.clock.mono,
         )

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from decimal import Decimal
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from cdr.schema import CDR_COLUMNS
-from provisioning.db import make_engine
+from provisioning.db import make_engine, make_session_factory
 from provisioning.migrate import current_revision, upgrade
-from provisioning.models import Base
+from provisioning.models import Base, Customer, Reseller, SipDevice
 
 TABLES = {
     "resellers",
@@ -22,13 +27,30 @@ TABLES = {
     "cdrs",
     "api_tokens",
     "changes",
+    "tariffs",
+    "rates",
+    "service_plans",
+    "call_bundles",
+    "customer_bundles",
+    "admin_users",
+    "customer_status_events",
+    "customer_suspensions",
+    "ledger_entries",
+    "carriers",
+    "routes",
+    "route_carriers",
+    "translation_rules",
+    "dids",
+    "audit_log",
+    "login_history",
 }
+HEAD = "0002"
 
 
 def test_upgrade_from_empty_creates_every_table_and_matches_the_models(db_url: str) -> None:
     assert current_revision(db_url) is None
     upgrade(db_url)
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == HEAD
     upgrade(db_url)  # a second run is a no-op
     engine = make_engine(db_url)
     try:
@@ -53,3 +75,66 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
             assert (conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) >= 1000
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0001_keeps_the_data_and_fills_the_defaults(db_url: str) -> None:
+    upgrade(db_url, "0001")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO resellers (id, parent_id, name, status, path, created_at, updated_at) "
+                "VALUES (1, NULL, 'R', 'active', '/1/', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO customers (id, reseller_id, name, domain, status, max_sessions, cps, max_call_seconds,"
+                " created_at, updated_at) VALUES (7, 1, 'Old', 'old.example', 'stopped', 3, 2, 60,"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO sip_devices (customer_id, username, realm, ha1_md5, ha1_sha256, status, max_sessions,"
+                " cps, allowed_ips, created_at, updated_at) VALUES (7, 'old', 'old.example', 'm', 's', 'active',"
+                " 0, 0, '[]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        upgrade(db_url)
+        assert current_revision(db_url) == HEAD
+        sf = make_session_factory(engine)
+        with sf() as s:
+            customer = s.get(Customer, 7)
+            assert customer is not None
+            assert (customer.name, customer.status, customer.domain, customer.max_sessions) == (
+                "Old", "stopped", "old.example", 3
+            )
+            assert customer.account_code == "C000000007"
+            assert (customer.customer_type, customer.billing_type, customer.payment_term_days) == (
+                "LIVE", "postpaid", 30
+            )
+            assert customer.credit_limit == Decimal(0) and customer.codecs == ["PCMA", "PCMU"]
+            assert customer.call_with_media is True and customer.timezone == "UTC"
+            device = s.scalars(select(SipDevice)).one()
+            assert (device.username, device.voicemail_enabled) == ("old", False)
+            reseller = s.get(Reseller, 1)
+            assert reseller is not None and reseller.permissions == [] and reseller.currency == "GBP"
+        # The CHECK constraints of 0001 survive SQLite's table rebuilds.
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE customers SET status = 'sleeping' WHERE id = 7")
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE customers SET payment_term_days = 31 WHERE id = 7")
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+            assert diff == []
+    finally:
+        engine.dispose()
+
+
+def test_money_is_exact_on_both_backends(migrated_db: sessionmaker[Session]) -> None:
+    from provisioning import repo
+    from provisioning.scope import PROVIDER
+
+    with migrated_db() as s:
+        cid = repo.create_customer(s, scope=PROVIDER, name="Money").id
+        for amount in ("0.1", "0.2", "1234567.123456", "-0.000001"):
+            repo.ledger.add_entry(s, scope=PROVIDER, customer_id=cid, kind="adjustment", amount=Decimal(amount))
+        s.commit()
+    with migrated_db() as s:
+        assert repo.ledger.balance(s, scope=PROVIDER, customer_id=cid) == Decimal("1234567.423455")

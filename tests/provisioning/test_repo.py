@@ -88,11 +88,13 @@ def test_domain_is_immutable_once_set(migrated_db: SF) -> None:
 
 def test_status_lifecycle(migrated_db: SF) -> None:
     cid = _customer(migrated_db)
-    for status in ("stopped", "active", "closed"):
+    for operation in ("stop", "resume", "close"):
         with migrated_db() as s:
-            repo.update_customer(s, scope=PROVIDER, customer_id=cid, changes={"status": status})
+            repo.change_status(s, scope=PROVIDER, customer_id=cid, operation=operation, reason="test")
             s.commit()
     with migrated_db() as s, pytest.raises(Conflict):
+        repo.change_status(s, scope=PROVIDER, customer_id=cid, operation="resume", reason="again")
+    with migrated_db() as s, pytest.raises(InvalidValue):
         repo.update_customer(s, scope=PROVIDER, customer_id=cid, changes={"status": "active"})
     with migrated_db() as s, pytest.raises(Conflict):
         repo.create_sip_device(
@@ -253,10 +255,11 @@ def test_listing_filters_and_pagination(migrated_db: SF) -> None:
     for name in ("Alpha", "alphabet", "Beta", "100% Gamma"):
         _customer(migrated_db, name=name)
     with migrated_db() as s:
-        page = repo.list_customers(s, scope=PROVIDER, name="ALPHA")
+        page = repo.list_customers(s, scope=PROVIDER, name="ALPHA").page(s, limit=100, offset=0)
         assert [c.name for c in page.items] == ["Alpha", "alphabet"] and page.total == 2
-        assert [c.name for c in repo.list_customers(s, scope=PROVIDER, name="%").items] == ["100% Gamma"]
-        page = repo.list_customers(s, scope=PROVIDER, limit=2, offset=1)
+        listing = repo.list_customers(s, scope=PROVIDER, name="%")
+        assert [c.name for c in listing.page(s, limit=100, offset=0).items] == ["100% Gamma"]
+        page = repo.list_customers(s, scope=PROVIDER).page(s, limit=2, offset=1)
         assert [c.name for c in page.items] == ["alphabet", "Beta"] and page.total == 4
 
 
@@ -274,7 +277,7 @@ def test_reseller_and_customer_scopes(migrated_db: SF) -> None:
         direct = repo.create_customer(s, scope=PROVIDER, name="Direct")
         s.commit()
         assert mine.reseller_id == top.id
-        visible = {c.name for c in repo.list_customers(s, scope=top_scope).items}
+        visible = {c.name for c in repo.list_customers(s, scope=top_scope).all(s, max_rows=100)}
         assert visible == {"Mine", "Deep"}
         for hidden in (theirs.id, direct.id):
             with pytest.raises(NotFound):
@@ -282,7 +285,7 @@ def test_reseller_and_customer_scopes(migrated_db: SF) -> None:
         with pytest.raises(InvalidValue):
             repo.create_customer(s, scope=top_scope, name="Sneaky", reseller_id=other.id)
         me = Scope.for_customer(deep.id)
-        assert [c.id for c in repo.list_customers(s, scope=me).items] == [deep.id]
+        assert [c.id for c in repo.list_customers(s, scope=me).all(s, max_rows=100)] == [deep.id]
         with pytest.raises(NotPermitted):
             repo.create_customer(s, scope=me, name="Nope")
         with pytest.raises(NotFound):

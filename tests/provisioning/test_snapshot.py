@@ -95,7 +95,7 @@ def test_watcher_sees_new_and_deleted_devices_within_a_second(migrated_db: SF, w
     assert before.device_by_username("alice") is not None
 
 
-def test_watcher_sees_inactive_devices_and_closed_customers(migrated_db: SF, watcher: SnapshotWatcher) -> None:
+def test_watcher_sees_inactive_devices_and_stopped_customers(migrated_db: SF, watcher: SnapshotWatcher) -> None:
     cid, did = _setup(migrated_db)
     _wait_for(lambda: watcher.device_by_id(did) is not None)
     with migrated_db() as s:
@@ -107,7 +107,7 @@ def test_watcher_sees_inactive_devices_and_closed_customers(migrated_db: SF, wat
             default_realm="trunkline",
             changes={"status": "inactive"},
         )
-        repo.update_customer(s, scope=PROVIDER, customer_id=cid, changes={"status": "closed"})
+        repo.change_status(s, scope=PROVIDER, customer_id=cid, operation="stop", reason="unpaid")
         s.commit()
 
     def applied() -> bool:

@@ -115,3 +115,11 @@ def test_format_amounts() -> None:
     df = pl.DataFrame({"a": [0, 5, 12345, None, 7], "d": [2, 4, 2, 3, 0]})
     got = df.select(batch.format_amounts(pl.col("a"), pl.col("d"))).to_series().to_list()
     assert got == ["0.00", "0.0005", "123.45", None, "7"]
+
+
+def test_format_amounts_without_zero_branch() -> None:
+    df = pl.DataFrame({"a": [0, 5, 12345, None], "d": [2, 4, 6, 3]})
+    got = df.select(batch.format_amounts(pl.col("a"), pl.col("d"), zero_decimals=False)).to_series().to_list()
+    assert got == ["0.00", "0.0005", "0.012345", None]
+    assert pl.select(batch.format_amounts(pl.lit(1234), 4)).item() == "0.1234"
+    assert pl.select(batch.format_amounts(pl.lit(1234), 0)).item() == "1234"

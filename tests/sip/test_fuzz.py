@@ -25,8 +25,8 @@ SEEDS: list[bytes] = [p.read_bytes() for p in sorted(DATA.glob("*.dat"))]
 
 # TRUNKLINE_FUZZ_SCALE=50 (say) runs a long campaign; the default keeps the file near 20 s.
 _SCALE = float(os.environ.get("TRUNKLINE_FUZZ_SCALE", "1"))
-FUZZ = settings(max_examples=int(1500 * _SCALE), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FUZZ_SMALL = settings(max_examples=int(500 * _SCALE), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(7000 * _SCALE), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ_SMALL = settings(max_examples=int(2500 * _SCALE), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Octets that mean something to a SIP parser.
 SPECIAL = [b"\r\n", b"\r", b"\n", b"\r\n ", b"\r\n\r\n", b" ", b"\t", b":", b";", b",", b"=", b"<", b">",
@@ -178,7 +178,7 @@ def test_framer_is_independent_of_chunking(data: bytes, cuts: list[int]) -> None
                 assert head.endswith((b"\r\n\r\n", b"\n\n")), item
 
 
-@settings(max_examples=int(60 * _SCALE), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(250 * _SCALE), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams())
 def test_framer_byte_by_byte(data: bytes) -> None:
     assert comparable(frame(data, list(range(1, len(data))))) == comparable(frame(data, []))

@@ -86,7 +86,9 @@ class Net:
         self.sender = FakeSender(self.clock)
         self.timers = TimerQueue()
         self.tu = RecordingTU()
-        self.layer = TransactionLayer(self.sender, self.timers, self.tu, config)
+        # Most tests look at the 100 Trying as the first thing sent: send it at once unless a
+        # test configures the RFC 3261 17.2.1 200 ms grace itself.
+        self.layer = TransactionLayer(self.sender, self.timers, self.tu, config or TimerConfig(trying_delay=0))
 
     @property
     def now(self) -> float:

@@ -8,6 +8,7 @@ fallback; the ACK for non-2xx finals (17.1.1.3); CANCEL (9.1, 9.2); stray respon
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -39,7 +40,7 @@ from tests.transaction import (
     response_to,
 )
 
-DATA = __import__("pathlib").Path(__file__).resolve().parent.parent / "data" / "rfc4475"
+DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 
 
 def server_tx(net: Net, data: bytes, peer: Peer = UDP) -> ServerTransaction:
@@ -53,8 +54,29 @@ def server_tx(net: Net, data: bytes, peer: Peer = UDP) -> ServerTransaction:
 
 # == server INVITE ====================================================================================
 
+def test_new_invite_gets_100_trying_after_200_ms_when_the_tu_is_silent() -> None:
+    # RFC 3261 17.2.1: the 100 may wait 200 ms for the TU's own provisional or final answer.
+    net = Net(TimerConfig())
+    data = request(extra=("Timestamp: 12.5",))
+    server_tx(net, data)
+    net.run_until(0.199)
+    assert net.sent == []
+    net.run_until(0.2)
+    (trying,) = net.sent
+    assert trying.first_line == "SIP/2.0 100 Trying" and trying.at == 0.2
+
+
+def test_no_100_when_the_tu_answers_within_200_ms() -> None:
+    net = Net(TimerConfig())
+    tx = server_tx(net, request())
+    net.clock.now = 0.05
+    tx.respond_bytes(b"SIP/2.0 180 Ringing\r\n\r\n", 180, 0.05)
+    net.run_until(1.0)
+    assert [m.at for m in net.sent] == [0.05]
+
+
 def test_new_invite_gets_100_trying_at_once() -> None:
-    net = Net()
+    net = Net(TimerConfig(trying_delay=0))
     data = request(extra=("Timestamp: 12.5",))
     tx = server_tx(net, data)
     assert tx.state == PROCEEDING and tx.is_invite
@@ -280,7 +302,7 @@ def test_ack_via_is_the_top_value_when_the_first_line_holds_several() -> None:
     data = "\r\n".join(lines).encode()
     net.send(data)
     net.response_in(response_to(data, 500, "Server Error"))
-    ack = [s for s in net.sent if s.first_line.startswith("ACK")][0].msg
+    ack = next(s for s in net.sent if s.first_line.startswith("ACK")).msg
     assert ack.headers["via"] == ["SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKc1a2"]
 
 
@@ -294,7 +316,7 @@ def test_cancel_only_after_a_provisional() -> None:
     ctx = tx.cancel_request(0.3, cancel_owner, reason='SIP;cause=200;text="Call completed elsewhere"')
     assert ctx is not None and ctx.request.method == "CANCEL" and ctx.branch == tx.branch
     assert net.layer.client[(tx.branch, "CANCEL")] is ctx and net.layer.client[(tx.branch, "INVITE")] is tx
-    cancel = [s for s in net.sent if s.first_line.startswith("CANCEL")][0].msg
+    cancel = next(s for s in net.sent if s.first_line.startswith("CANCEL")).msg
     inv = tx.request
     # RFC 3261 9.1: same Request-URI, Call-ID, To, From, CSeq number, top Via, Route set.
     assert cancel.uri == inv.uri and cancel.call_id == inv.call_id
@@ -380,10 +402,11 @@ def test_server_matching_by_branch_sent_by_and_method() -> None:
     assert net.layer.find_invite_server_tx(cancel.request) is tx
     # The sent-by port is part of it: 5060 explicit and absent differ as strings do.
     assert server_tx(net, request(sent_by="192.0.2.10")) is not tx
-    # Host case does not matter (hosts compare case-insensitively).
-    net.request_in(request(sent_by="192.0.2.10:5060", branch="z9hG4bKC1A2"))
-    assert len(net.tu.requests) == 5  # branches are case-sensitive tokens: a new transaction
-    assert len(net.layer.server) == 5
+    assert len(net.layer.server) == 4
+    # The host's case does not matter (RFC 3261 19.1.4 host comparison).
+    named = server_tx(net, request(sent_by="PC33.Example.COM", branch="z9hG4bKnamed"))
+    net.request_in(request(sent_by="pc33.example.com", branch="z9hG4bKnamed"))
+    assert len(net.tu.requests) == 5 and named.state == PROCEEDING
 
 
 def test_find_invite_server_tx_for_cancel_without_match() -> None:

@@ -1,0 +1,205 @@
+"""Listings as files: CSV, TXT (tab-separated), XLSX, and PDF for printable reports.
+
+Every listing endpoint takes ``format``: ``json`` (the default, one page) or a file format, in
+which case the whole filtered and sorted result (up to :data:`MAX_EXPORT_ROWS`) is returned as an
+attachment.  The columns are the fields of the resource's Public schema, in order, so a CSV
+export of a resource reads like its JSON.
+
+Values: money is written as the exact decimal text in CSV and TXT; XLSX stores numbers as
+Excel does (binary floating point) with six decimals shown, which is what a spreadsheet user
+sums; use CSV when exact digits matter.  Instants are ISO 8601 UTC text everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import Response
+
+ExportFormat = Literal["json", "csv", "txt", "xlsx"]
+FILE_FORMATS: dict[str, tuple[str, str]] = {
+    "csv": ("text/csv; charset=utf-8", "csv"),
+    "txt": ("text/plain; charset=utf-8", "txt"),
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
+    "pdf": ("application/pdf", "pdf"),
+}
+MAX_EXPORT_ROWS = 1_000_000
+# OpenAPI: what a listing's 200 may also be.
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
+            FILE_FORMATS["xlsx"][0]: {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "A page of JSON, or with format=csv|txt|xlsx the whole listing as a file",
+    }
+}
+
+
+def cell(value: Any) -> str:
+    """One value as text: exact decimals, ISO instants, lists space-separated, empty for None."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, list | tuple):
+        return " ".join(cell(v) for v in value)
+    if isinstance(value, dict):
+        return ";".join(f"{k}={cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _tsv_cell(value: Any) -> str:
+    # A tab or newline inside a value would shift the columns of a tab-separated file.
+    return cell(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_safe(cell(v)) for v in row])
+    return out.getvalue().encode("utf-8")
+
+
+def _csv_safe(text: str) -> str:
+    # A cell starting with = + - @ is run as a formula by spreadsheets (CSV injection); numbers
+    # such as -2.5 are left alone.
+    if text[:1] in ("=", "+", "-", "@") and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True
+
+
+def _txt(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    lines = ["\t".join(columns)]
+    lines.extend("\t".join(_tsv_cell(v) for v in row) for row in rows)
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _xlsx(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str) -> bytes:
+    import xlsxwriter
+
+    out = io.BytesIO()
+    # constant_memory: rows are flushed as they are written, so a 100,000-row export stays small.
+    book = xlsxwriter.Workbook(out, {"in_memory": True, "constant_memory": True, "strings_to_formulas": False})
+    sheet = book.add_worksheet(title[:31] or "export")
+    bold = book.add_format({"bold": True})
+    money = book.add_format({"num_format": "0.000000"})
+    for col, name in enumerate(columns):
+        sheet.write_string(0, col, name, bold)
+    for r, row in enumerate(rows, start=1):
+        for col, value in enumerate(row):
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                sheet.write_boolean(r, col, value)
+            elif isinstance(value, int):
+                sheet.write_number(r, col, value)
+            elif isinstance(value, Decimal):
+                sheet.write_number(r, col, float(value), money)
+            else:
+                sheet.write_string(r, col, cell(value))
+    book.close()
+    return out.getvalue()
+
+
+def file_response(
+    fmt: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, name: str
+) -> Response:
+    """The rows as a ``fmt`` attachment named ``name.<ext>``."""
+    media_type, extension = FILE_FORMATS[fmt]
+    if fmt == "csv":
+        body = _csv(columns, rows)
+    elif fmt == "txt":
+        body = _txt(columns, rows)
+    elif fmt == "xlsx":
+        body = _xlsx(columns, rows, name)
+    else:
+        raise ValueError(f"not a listing format: {fmt}")
+    return Response(
+        content=body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}.{extension}"'},
+    )
+
+
+def pdf_response(body: bytes, *, name: str) -> Response:
+    return Response(
+        content=body,
+        media_type=FILE_FORMATS["pdf"][0],
+        headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+    )
+
+
+def statement_pdf(
+    *,
+    title: str,
+    customer_lines: Sequence[str],
+    period: str,
+    currency: str,
+    opening: str,
+    closing: str,
+    entries: Sequence[tuple[str, str, str, str, str, str]],
+) -> bytes:
+    """An account statement on A4: header, opening balance, entries with a running balance, closing."""
+    from fpdf import FPDF
+
+    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 10, _latin1(title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    for line in customer_lines:
+        pdf.cell(0, 5, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 5, _latin1(f"Period: {period}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 5, _latin1(f"Currency: {currency}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    widths = (34, 22, 58, 30, 24, 24)
+    headers = ("Date (UTC)", "Kind", "Description", "Reference", "Amount", "Balance")
+    pdf.set_font("Helvetica", "B", 9)
+    for width, header in zip(widths, headers, strict=True):
+        pdf.cell(width, 6, header, border=1, align="R" if header in ("Amount", "Balance") else "L")
+    pdf.ln()
+    pdf.set_font("Helvetica", "", 9)
+    pdf.cell(sum(widths[:5]), 6, "Opening balance", border=1)
+    pdf.cell(widths[5], 6, opening, border=1, align="R")
+    pdf.ln()
+    for entry in entries:
+        for i, (width, value) in enumerate(zip(widths, entry, strict=True)):
+            pdf.cell(width, 6, _latin1(_fit(value, width)), border=1, align="R" if i >= 4 else "L")
+        pdf.ln()
+    pdf.set_font("Helvetica", "B", 9)
+    pdf.cell(sum(widths[:5]), 6, "Closing balance", border=1)
+    pdf.cell(widths[5], 6, closing, border=1, align="R")
+    pdf.ln()
+    return bytes(pdf.output())
+
+
+def _fit(text: str, width_mm: float) -> str:
+    limit = int(width_mm / 1.9)  # about 1.9 mm per character at 9 pt
+    return text if len(text) <= limit else text[: max(1, limit - 1)] + "~"
+
+
+def _latin1(text: str) -> str:
+    # The PDF core fonts cover Latin-1 only; anything else becomes '?' rather than an error.
+    return text.encode("latin-1", "replace").decode("latin-1")
