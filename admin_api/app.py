@@ -8,7 +8,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from admin_api.deps import get_principal
 from admin_api.errors import install_error_handlers
-from admin_api.routers import customers, health, ip_devices, sip_devices
+from admin_api.routers import (
+    auth,
+    customers,
+    dids,
+    health,
+    imports,
+    ip_devices,
+    logs,
+    money,
+    plans,
+    resellers,
+    routing,
+    sip_devices,
+    tariffs,
+)
 from admin_api.schemas.common import ConflictDetail, ErrorDetail
 from provisioning.tokens import verifier_for
 
@@ -31,7 +45,12 @@ def create_app(
     app = FastAPI(
         title="Trunkline admin API",
         version="1",
-        description="Provisioning of customers and their SIP and IP devices.",
+        description=(
+            "Provisioning and money for resellers and order-management systems: resellers, customers and "
+            "their lifecycle, SIP and IP devices, DIDs, number translation, tariffs and rates, service plans, "
+            "payments and statements, carriers and routes, logins, tokens and the audit log. "
+            "Every /api/v1 route but /api/v1/auth/login takes `Authorization: Bearer <token>`. See docs/api.md."
+        ),
     )
     app.state.session_factory = session_factory
     app.state.realm_default = realm_default
@@ -49,9 +68,22 @@ def create_app(
             409: {"model": ConflictDetail, "description": "Duplicate or state conflict, naming the field"},
         },
     )
+    api.include_router(auth.router)
+    api.include_router(auth.tokens)
+    api.include_router(resellers.router)
+    api.include_router(resellers.admins)
+    api.include_router(imports.router)
     api.include_router(customers.router)
+    api.include_router(money.router)
     api.include_router(sip_devices.router)
     api.include_router(ip_devices.router)
+    api.include_router(dids.router)
+    api.include_router(tariffs.router)
+    api.include_router(plans.router)
+    api.include_router(routing.carriers)
+    api.include_router(routing.routes)
+    api.include_router(logs.router)
+    app.include_router(auth.public, prefix=API_PREFIX)
     app.include_router(api)
     app.include_router(health.router)
     return app

@@ -122,9 +122,7 @@ def _xlsx(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str) -> 
     return out.getvalue()
 
 
-def file_response(
-    fmt: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, name: str
-) -> Response:
+def file_response(fmt: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, name: str) -> Response:
     """The rows as a ``fmt`` attachment named ``name.<ext>``."""
     media_type, extension = FILE_FORMATS[fmt]
     if fmt == "csv":

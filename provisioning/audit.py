@@ -79,6 +79,7 @@ AUDITED: dict[type[Any], str] = {
 }
 
 PROVIDER_PATH = "/"
+_MICRO = Decimal("0.000001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,8 @@ def actor_of(session: Session) -> Actor:
 
 def _json(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        # The stored scale, so a value just written ("10") and one read back ("10.000000") match.
+        return format(value.quantize(_MICRO), "f") if value.is_finite() else str(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, list | tuple):

@@ -206,5 +206,3 @@ def delete_rule(customer_id: int, rule_id: int, db: DbSession, principal: Curren
     repo.numbers.delete_rule(db, scope=principal.scope, customer_id=customer_id, rule_id=rule_id)
     db.commit()
     return Response(status_code=204)
-
-

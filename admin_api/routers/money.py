@@ -43,9 +43,7 @@ def _post(db: DbSession, principal: CurrentPrincipal, customer_id: int, kind: st
 
 
 @router.post("/payments", status_code=201, summary="Record a payment (credits the balance)")
-def add_payment(
-    customer_id: int, body: PaymentCreate, db: DbSession, principal: CurrentPrincipal
-) -> LedgerEntryPublic:
+def add_payment(customer_id: int, body: PaymentCreate, db: DbSession, principal: CurrentPrincipal) -> LedgerEntryPublic:
     return _post(db, principal, customer_id, "payment", body)
 
 
@@ -137,7 +135,9 @@ def get_statement(
         )
     if format == "pdf":
         return pdf_response(_pdf(st), name=name)
-    rows = [("", "opening balance", "", "", "", st.opening_balance)]
+    rows: list[tuple[str, str, str, str, Decimal | str, Decimal]] = [
+        ("", "opening balance", "", "", "", st.opening_balance)
+    ]
     running = st.opening_balance
     for e in st.entries:
         running += e.amount

@@ -52,7 +52,9 @@ def get_plan(plan_id: int, db: DbSession, principal: CurrentPrincipal) -> Servic
 
 @router.patch("/{plan_id}", summary="Change a service plan")
 def update_plan(plan_id: int, body: ServicePlanUpdate, db: DbSession, principal: CurrentPrincipal) -> ServicePlanPublic:
-    plan = repo.plans.update_plan(db, scope=principal.scope, plan_id=plan_id, changes=body.model_dump(exclude_unset=True))
+    plan = repo.plans.update_plan(
+        db, scope=principal.scope, plan_id=plan_id, changes=body.model_dump(exclude_unset=True)
+    )
     db.commit()
     return ServicePlanPublic.model_validate(plan)
 
@@ -66,7 +68,9 @@ def delete_plan(plan_id: int, db: DbSession, principal: CurrentPrincipal) -> Res
 
 @router.get("/{plan_id}/bundles", summary="The plan's call bundles")
 def list_bundles(plan_id: int, db: DbSession, principal: CurrentPrincipal) -> list[CallBundlePublic]:
-    return [CallBundlePublic.model_validate(b) for b in repo.plans.list_bundles(db, scope=principal.scope, plan_id=plan_id)]
+    return [
+        CallBundlePublic.model_validate(b) for b in repo.plans.list_bundles(db, scope=principal.scope, plan_id=plan_id)
+    ]
 
 
 @router.post("/{plan_id}/bundles", status_code=201, summary="Add a call bundle to the plan")

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from admin_api.deps import CurrentPrincipal, DbSession
 from admin_api.exports import FILE_RESPONSES
-from admin_api.listing import FormatParam, SortParam, export
+from admin_api.listing import FormatParam, SortParam, export, respond
 from admin_api.routers._params import PageLimit, PageOffset, text_filter
 from admin_api.schemas.common import EntityStatus, Page
 from admin_api.schemas.routing import (
@@ -21,7 +21,6 @@ from admin_api.schemas.routing import (
     RoutePublic,
     RouteUpdate,
 )
-from admin_api.listing import respond
 from provisioning import repo
 from provisioning.models import Route
 
@@ -78,9 +77,9 @@ def _route(db: Session, route: Route) -> RoutePublic:
         id=route.id,
         name=route.name,
         dial_pattern=route.dial_pattern,
-        strategy=route.strategy,  # type: ignore[arg-type]
+        strategy=route.strategy,
         customer_id=route.customer_id,
-        status=route.status,  # type: ignore[arg-type]
+        status=route.status,
         carriers=members,
         created_at=route.created_at,
         updated_at=route.updated_at,

@@ -76,7 +76,9 @@ def list_rates(
     tariff_id: int,
     db: DbSession,
     principal: CurrentPrincipal,
-    prefix: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]*$", description="Prefixes starting with")] = None,
+    prefix: Annotated[
+        str | None, Query(max_length=20, pattern=r"^[0-9]*$", description="Prefixes starting with")
+    ] = None,
     destination: Annotated[str | None, text_filter(100, "Substring, any case")] = None,
     sort: SortParam = None,
     limit: PageLimit = 100,

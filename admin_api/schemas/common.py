@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from provisioning.validation import (
     MAX_ID,
@@ -86,9 +86,7 @@ class ImportRejectedDetail(BaseModel):
 
 def text(max_length: int, *, min_length: int = 0, description: str | None = None) -> Any:
     """Free text of at most ``max_length`` characters, without control characters."""
-    return Field(
-        min_length=min_length, max_length=max_length, pattern=NO_CONTROL_PATTERN, description=description
-    )
+    return Field(min_length=min_length, max_length=max_length, pattern=NO_CONTROL_PATTERN, description=description)
 
 
 # Money: exact decimals with at most 6 places (NUMERIC(18,6)); JSON carries them as strings.
@@ -99,8 +97,20 @@ Money = Annotated[
 SignedMoney = Annotated[
     Decimal, Field(max_digits=18, decimal_places=6, examples=["-2.50"], description="Decimal, at most 6 places")
 ]
+
+
+def _six_places(value: Decimal) -> str:
+    return format(value.quantize(_MICRO), "f")
+
+
+_MICRO = Decimal("0.000001")
+# Money out: always the stored scale (6 places) as a string, whether the value was just written
+# (a Python Decimal("0")) or read back from the database (NUMERIC(18,6)).
+MoneyOut = Annotated[Decimal, PlainSerializer(_six_places, return_type=str, when_used="json")]
 Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=9, decimal_places=4)]
-Instant = Annotated[AwareDatetime, Field(description="ISO 8601 date-time with a UTC offset", examples=["2026-01-01T00:00:00Z"])]
+Instant = Annotated[
+    AwareDatetime, Field(description="ISO 8601 date-time with a UTC offset", examples=["2026-01-01T00:00:00Z"])
+]
 EntityStatus = Literal["active", "inactive"]
 
 

@@ -17,6 +17,7 @@ from admin_api.schemas.common import (
     Id,
     Limit,
     Money,
+    MoneyOut,
     Percent,
     ReadModel,
     WriteModel,
@@ -45,6 +46,8 @@ Codec = Literal["PCMU", "PCMA", "G722", "G729", "GSM", "iLBC", "opus", "telephon
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_CONTROL_PATTERN)
 ]
+
+
 def _not_reserved(value: str) -> str:
     if not re.fullmatch(ACCOUNT_CODE_PATTERN, value):
         raise ValueError("C followed by 9 digits is reserved for generated account codes")
@@ -86,6 +89,10 @@ WebPassword = Annotated[
 ]
 
 
+def _default_codecs() -> list[Codec]:
+    return ["PCMA", "PCMU"]
+
+
 class CustomerCreate(WriteModel):
     name: Name
     reseller_id: Id | None = Field(
@@ -117,7 +124,7 @@ class CustomerCreate(WriteModel):
     billing_decimals: Decimals | None = Field(default=None, description="Empty: the reseller's (4 at the top)")
     tax_type: TaxType = "NONE"
     tax_rate: Percent = Field(default=Decimal(0), description="Percent, applied on invoices")
-    codecs: Codecs = Field(default_factory=lambda: ["PCMA", "PCMU"])
+    codecs: Codecs = Field(default_factory=_default_codecs)
     call_with_media: bool = Field(default=True, description="The switch relays the media (RTP)")
     company: Annotated[str, text(100)] = ""
     email: Email | None = None
@@ -218,10 +225,10 @@ class CustomerPublic(ReadModel):
     service_plan_id: int | None
     billing_type: BillingType
     payment_term_days: int
-    credit_limit: Decimal
+    credit_limit: MoneyOut
     billing_decimals: int
     tax_type: TaxType
-    tax_rate: Decimal
+    tax_rate: MoneyOut
     max_sessions: int
     cps: int
     max_call_seconds: int
@@ -239,8 +246,8 @@ class CustomerPublic(ReadModel):
     currency: str
     cli: str | None
     trunk_channel_max: int | None
-    fraud_limit_default: Decimal | None
-    fraud_limit_ceiling: Decimal | None
+    fraud_limit_default: MoneyOut | None
+    fraud_limit_ceiling: MoneyOut | None
     activated_at: datetime | None
     closed_at: datetime | None
     created_at: datetime

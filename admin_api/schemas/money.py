@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from admin_api.schemas.common import Instant, ReadModel, SignedMoney, WriteModel, text
+from admin_api.schemas.common import Instant, MoneyOut, ReadModel, SignedMoney, WriteModel, text
 
 PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6, examples=["50.00"])]
 
@@ -38,7 +38,7 @@ class LedgerEntryPublic(ReadModel):
     id: int
     customer_id: int
     kind: Literal["payment", "adjustment", "charge"]
-    amount: Decimal = Field(description="Signed: charges are negative")
+    amount: MoneyOut = Field(description="Signed: charges are negative")
     at: datetime
     description: str
     reference: str
@@ -49,9 +49,9 @@ class LedgerEntryPublic(ReadModel):
 class BalancePublic(ReadModel):
     customer_id: int
     currency: str
-    balance: Decimal = Field(description="The sum of the ledger")
-    credit_limit: Decimal
-    available: Decimal = Field(description="balance + credit_limit: what calls may still spend")
+    balance: MoneyOut = Field(description="The sum of the ledger")
+    credit_limit: MoneyOut
+    available: MoneyOut = Field(description="balance + credit_limit: what calls may still spend")
     billing_type: str
 
 
@@ -60,8 +60,8 @@ class StatementPublic(ReadModel):
     currency: str
     since: datetime
     until: datetime
-    opening_balance: Decimal
+    opening_balance: MoneyOut
     entries: list[LedgerEntryPublic]
-    closing_balance: Decimal
-    total_credits: Decimal
-    total_debits: Decimal
+    closing_balance: MoneyOut
+    total_credits: MoneyOut
+    total_debits: MoneyOut

@@ -145,9 +145,7 @@ class TranslationRulePublic(ReadModel):
     created_at: datetime
 
 
-DidDestination = Literal[
-    "sip_device", "ring_group", "queue", "ivr", "time_condition", "conference", "pstn", "sip_uri"
-]
+DidDestination = Literal["sip_device", "ring_group", "queue", "ivr", "time_condition", "conference", "pstn", "sip_uri"]
 Number = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^\+?[0-9 ().-]{1,31}$")]
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from admin_api.schemas.common import IpOrNetwork, Limit, Money, ReadModel, WriteModel, not_null
+from admin_api.schemas.common import IpOrNetwork, Limit, Money, MoneyOut, ReadModel, WriteModel, not_null
 from provisioning.validation import (
     CALLER_NUMBER_PATTERN,
     DISPLAY_NAME_PATTERN,
@@ -91,6 +90,6 @@ class SipDevicePublic(ReadModel):
     allowed_ips: list[str]
     voicemail_enabled: bool
     voicemail_email: str | None
-    fraud_limit: Decimal | None
+    fraud_limit: MoneyOut | None
     created_at: datetime
     updated_at: datetime

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from admin_api.schemas.common import EntityStatus, Id, Instant, Money, ReadModel, WriteModel, not_null, text
+from admin_api.schemas.common import EntityStatus, Id, Instant, Money, MoneyOut, ReadModel, WriteModel, not_null, text
 from admin_api.schemas.customers import Currency
 
 Prefix = Annotated[str, Field(pattern=r"^[0-9]{1,20}$", description="1-20 digits")]
@@ -47,7 +47,7 @@ class TariffPublic(ReadModel):
     description: str
     currency: str
     base_tariff_id: int | None
-    markup_percent: Decimal | None
+    markup_percent: MoneyOut | None
     created_at: datetime
     updated_at: datetime
 
@@ -88,8 +88,8 @@ class RatePublic(ReadModel):
     tariff_id: int
     prefix: str
     destination: str
-    rate: Decimal
-    connect_fee: Decimal
+    rate: MoneyOut
+    connect_fee: MoneyOut
     initial_increment: int
     increment: int
     grace_seconds: int
@@ -128,8 +128,8 @@ class ServicePlanPublic(ReadModel):
     name: str
     description: str
     status: EntityStatus
-    fraud_limit_default: Decimal | None
-    fraud_limit_ceiling: Decimal | None
+    fraud_limit_default: MoneyOut | None
+    fraud_limit_ceiling: MoneyOut | None
     created_at: datetime
     updated_at: datetime
 

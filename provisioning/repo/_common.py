@@ -197,7 +197,12 @@ def apply_sort(
             raise InvalidValue(f"cannot sort by {name!r}; sortable fields: {allowed}", field="sort", location="query")
         seen.add(name)
         column = columns[name]
-        order.append(column.desc() if descending else column.asc())
+        if getattr(column, "nullable", True):
+            # NULLs sort as the smallest value on both backends (PostgreSQL would put them last);
+            # only where there can be NULLs, so that an index on a NOT NULL column still serves.
+            order.append(column.desc().nulls_last() if descending else column.asc().nulls_first())
+        else:
+            order.append(column.desc() if descending else column.asc())
     order.append(tiebreak)
     return stmt.order_by(*order)
 

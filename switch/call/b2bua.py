@@ -39,7 +39,9 @@ from cdr.schema import (
 )
 from switch.dialog.dialog import UAC, Dialog, outgoing_request
 from switch.registrar.location import Binding
+from switch.sip.errors import SipError
 from switch.sip.message import SipMessage, response_for
+from switch.sip.uri import parse_uri
 from switch.transaction.layer import ClientTransaction, ServerTransaction, new_branch
 from switch.transaction.peer import Peer
 from switch.transaction.timers import TimerHandle
@@ -207,7 +209,7 @@ class Call:
     def _send_invite(self, leg: BLeg, now: float) -> None:
         core = self.core
         b = leg.binding
-        peer = Peer(b.transport, b.source_ip, b.source_port, b.local_port, b.conn_id)
+        peer = binding_peer(b)
         host, port = core.local_address(peer)
         a = self.a_msg
         call_id = core.new_call_id()
@@ -651,6 +653,22 @@ def _best_leg(legs: list[BLeg]) -> BLeg | None:
         return (code // 100, pref)
 
     return min(legs, key=rank) if legs else None
+
+
+def binding_peer(b: Binding) -> Peer:
+    """Where to send requests for a binding (RFC 5626 spirit: the flow the REGISTER came on).
+
+    UDP: the REGISTER's source address (NAT).  TCP: its connection; when that connection is gone
+    (closed, or the switch restarted) the source port was the phone's ephemeral one, so a new
+    connection goes to the address in the Contact instead (RFC 3261 18.1.1).
+    """
+    if b.transport != "udp" and b.conn_id is None:
+        try:
+            host, port = parse_uri(b.contact).host_port(5060)
+        except SipError:
+            host, port = b.source_ip, b.source_port
+        return Peer(b.transport, host, port, b.local_port, None)
+    return Peer(b.transport, b.source_ip, b.source_port, b.local_port, b.conn_id)
 
 
 def _host(host: str) -> str:

@@ -31,7 +31,7 @@ from switch.transaction.layer import (
     TransactionLayer,
     new_branch,
 )
-from switch.transaction.peer import Peer, Sender
+from switch.transaction.peer import Peer, Sender, response_peer
 from switch.transaction.timers import TimerQueue
 
 log = logging.getLogger("trunkline.core")
@@ -131,7 +131,17 @@ class SwitchCore:
                 return
             del blocked[peer.ip]
         requests = self.stats.requests
-        requests[msg.method] = requests.get(msg.method, 0) + 1
+        method = msg.method
+        requests[method] = requests.get(method, 0) + 1
+        if method == "REGISTER" and "authorization" not in msg.headers and self._check_request(msg) is None:
+            # RFC 3261 8.2.7: a challenge needs no transaction state (a retransmission gets another).
+            try:
+                resp = self.registrar.challenge(msg)
+            except SipError as exc:
+                resp = response_for(msg, 400, exc.reason, to_tag=self.new_tag())
+            self.sender.send(resp.to_bytes(), response_peer(msg.via, peer))
+            self.stats.response(resp.status)
+            return
         self.layer.receive_request(msg, peer, now)
 
     def parse_failed(self, err: SipError, peer: Peer) -> None:

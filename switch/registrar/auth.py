@@ -126,6 +126,10 @@ class DeviceAuth:
             return self._challenge(msg, now, proxy=proxy, stale=True, realm=device.realm)
         return self._failure(peer, now, f"{creds.username}: {verdict.reason}")
 
+    def challenge(self, msg: SipMessage, now: float, *, proxy: bool) -> AuthDecision:
+        """A fresh challenge for a request that carried no credentials."""
+        return self._challenge(msg, now, proxy=proxy, stale=False)
+
     def _challenge(self, msg: SipMessage, now: float, *, proxy: bool, stale: bool,
                    realm: str | None = None) -> AuthDecision:
         if realm is None:

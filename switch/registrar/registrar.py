@@ -43,6 +43,18 @@ class RegisterOutcome:
     delay: float = 0.0
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date(now: float) -> str:
+    """RFC 1123 date for the Date header, formatted once per second (it is on every 200)."""
+    global _date_cache
+    second = int(now)
+    if _date_cache[0] != second:
+        _date_cache = (second, formatdate(second, usegmt=True))
+    return _date_cache[1]
+
+
 class Registrar:
     def __init__(self, directory: Directory, auth: DeviceAuth, sink: BindingSink,
                  config: RegistrarConfig | None = None, *, to_tag: Callable[[], str],
@@ -302,7 +314,19 @@ class Registrar:
             params = f";{b.params}" if b.params else ""
             resp.add("Contact", f"<{b.contact}>{params};expires={remaining}")
         # RFC 3261 10.3 step 8: a Date header lets simple clients set their clocks.
-        resp.add("Date", formatdate(now, usegmt=True))
+        resp.add("Date", _http_date(now))
+        return resp
+
+    def challenge(self, msg: SipMessage) -> SipMessage:
+        """401 for a REGISTER without credentials, built without any transaction state.
+
+        RFC 3261 8.2.7: challenges are what stateless UAS behaviour is for.  A retransmission
+        simply gets a fresh challenge; half of all REGISTERs then cost no transaction at all.
+        """
+        decision = self.auth.challenge(msg, self._wall(), proxy=False)
+        resp = self._reply(msg, decision.status, decision.reason)
+        for name, value in decision.headers or ():
+            resp.add(name, value)
         return resp
 
     def _reply(self, msg: SipMessage, status: int, reason: str) -> SipMessage:

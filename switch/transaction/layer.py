@@ -87,6 +87,10 @@ def new_branch() -> str:
     return f"{_branch_prefix}{next(_branch_counter):x}"
 
 
+# What a finished non-INVITE server transaction keeps instead of its request (see respond_bytes).
+_RELEASED = SipMessage()
+
+
 class ServerTransaction:
     __slots__ = (
         "_g_interval", "_timer", "_timer_h", "_trying", "app", "is_invite", "key", "last_response", "layer",
@@ -161,6 +165,10 @@ class ServerTransaction:
                 self._terminate()
             else:
                 self._timer = layer.timers.schedule(now + 64 * cfg.t1, self._fire_j)
+                # For Timer J's 32 s only the answer is needed (17.2.2): drop the request and the
+                # TU's data so that thousands of finished REGISTERs hold a few hundred bytes each.
+                self.request = _RELEASED
+                self.app = None
 
     def _fire_trying(self, when: float) -> None:
         self._trying = None

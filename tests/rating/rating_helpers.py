@@ -41,7 +41,9 @@ def cdr_frame(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
 
 
 def scalar_view(call: RatedCall, depth: int) -> tuple[Any, ...]:
-    levels = [(lv.account_id, lv.amount, lv.decimals) for lv in call.levels]
+    levels: list[tuple[int | None, int | None, int | None]] = [
+        (lv.account_id, lv.amount, lv.decimals) for lv in call.levels
+    ]
     levels += [(None, None, None)] * (depth - len(levels))
     return (
         call.call_id,

@@ -44,6 +44,7 @@ def deck_rows(draw: st.DrawFn, pool: list[str]) -> list[dict[str, Any]]:
         cuts = sorted(draw(st.lists(st.sampled_from(EDGES), max_size=3, unique=True)))
         bounds: list[int | None] = [None, *cuts, None]
         for i in range(len(bounds) - 1):
+            lo, hi = bounds[i], bounds[i + 1]
             if draw(st.integers(0, 4)) == 0 and len(bounds) > 2:
                 continue  # a gap
             inc = draw(st.sampled_from([1, 6, 30, 60, 7]))
@@ -57,8 +58,8 @@ def deck_rows(draw: st.DrawFn, pool: list[str]) -> list[dict[str, Any]]:
                     "increment": inc,
                     "grace_seconds": draw(st.sampled_from([0, 0, 3, 10])),
                     "included_seconds": draw(st.sampled_from([0, 0, 5, 61])),
-                    "effective_from": None if bounds[i] is None else format_instant(bounds[i]),
-                    "effective_to": None if bounds[i + 1] is None else format_instant(bounds[i + 1]),
+                    "effective_from": None if lo is None else format_instant(lo),
+                    "effective_to": None if hi is None else format_instant(hi),
                 }
             )
     return rows
