@@ -44,8 +44,13 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def cell(value: Any) -> str:
     """One value as text: exact decimals, ISO instants, lists space-separated, empty for None."""
+    kind = type(value)
+    if kind is str:  # the common cases first: exports format millions of cells
+        return str(value)
     if value is None:
         return ""
+    if kind is int:
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
@@ -69,14 +74,17 @@ def _csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_csv_safe(cell(v)) for v in row])
+        writer.writerow([_csv_safe(v) if type(v) is str else cell(v) for v in row])
     return out.getvalue().encode("utf-8")
+
+
+_FORMULA_STARTS = frozenset("=+-@")
 
 
 def _csv_safe(text: str) -> str:
     # A cell starting with = + - @ is run as a formula by spreadsheets (CSV injection); numbers
-    # such as -2.5 are left alone.
-    if text[:1] in ("=", "+", "-", "@") and not _is_number(text):
+    # such as -2.5 or +442079460000 are left alone.
+    if text and text[0] in _FORMULA_STARTS and not _is_number(text):
         return "'" + text
     return text
 

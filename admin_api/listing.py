@@ -46,19 +46,12 @@ def respond(
             limit=page.limit,
             offset=page.offset,
         )
-    return export(listing.all(db, max_rows=MAX_EXPORT_ROWS), public, fmt=fmt, name=name)
+    columns = list(public.model_fields)
+    return file_response(fmt, columns, listing.rows(db, columns, max_rows=MAX_EXPORT_ROWS), name=name)
 
 
 def export(items: Any, public: type[BaseModel], *, fmt: str, name: str) -> Response:
+    """A file of already-built items (rows that are not one table's columns, e.g. routes)."""
     columns = list(public.model_fields)
-
-    def rows() -> Any:
-        for item in items:
-            if isinstance(item, dict) or hasattr(item, "keys"):
-                yield [item.get(column) for column in columns]
-            else:
-                # Attributes straight from the ORM object: validating each of 100,000 rows through
-                # pydantic would triple the export time for the same values.
-                yield [getattr(item, column, None) for column in columns]
-
-    return file_response(fmt, columns, rows(), name=name)
+    rows = ([getattr(item, column, None) for column in columns] for item in items)
+    return file_response(fmt, columns, rows, name=name)

@@ -234,9 +234,18 @@ def record(
     )
 
 
+_PENDING = "trunkline.audit_pending"
+
+
 @event.listens_for(Session, "after_flush")
 def _audit_flush(session: Session, _context: UOWTransaction) -> None:
-    rows: list[dict[str, Any]] = []
+    """Collect this flush's changes; they are written at commit (see :func:`_audit_commit`).
+
+    Collected rather than inserted at once so that an entity created and then completed within
+    one transaction (a customer's generated account code needs its id) is one "create" entry
+    showing the final state, not a create and an update.
+    """
+    pending: dict[tuple[Any, ...], dict[str, Any]] = session.info.setdefault(_PENDING, {})
     actor = actor_of(session)
     now = utcnow()
     with session.no_autoflush:
@@ -244,6 +253,12 @@ def _audit_flush(session: Session, _context: UOWTransaction) -> None:
             for obj in objects:
                 entity = AUDITED.get(type(obj))
                 if entity is None:
+                    continue
+                # The primary key attribute (the identity key is not set until the flush ends).
+                entity_id = inspect(obj).mapper.primary_key_from_instance(obj)[0]
+                created = pending.get(("create", entity, entity_id))
+                if action == "update" and created is not None:
+                    created["after"] = _state(obj)  # still one creation, now complete
                     continue
                 if action == "create":
                     before, after = None, _state(obj)
@@ -254,21 +269,34 @@ def _audit_flush(session: Session, _context: UOWTransaction) -> None:
                     if not after:
                         continue
                 tenant_path, customer_id = tenancy_of(session, obj)
-                rows.append(
-                    {
-                        "at": now,
-                        "actor": actor.label,
-                        "actor_kind": actor.kind,
-                        "actor_id": actor.id,
-                        "via": actor.via,
-                        "action": action,
-                        "entity": entity,
-                        "entity_id": inspect(obj).identity[0] if inspect(obj).identity else None,
-                        "tenant_path": tenant_path,
-                        "customer_id": customer_id,
-                        "before": before,
-                        "after": after,
-                    }
+                row = {
+                    "at": now,
+                    "actor": actor.label,
+                    "actor_kind": actor.kind,
+                    "actor_id": actor.id,
+                    "via": actor.via,
+                    "action": action,
+                    "entity": entity,
+                    "entity_id": entity_id,
+                    "tenant_path": tenant_path,
+                    "customer_id": customer_id,
+                    "before": before,
+                    "after": after,
+                }
+                key: tuple[Any, ...] = (
+                    (action, entity, entity_id) if action == "create" else (action, entity, entity_id, len(pending))
                 )
-    if rows:
-        session.connection().execute(insert(AuditEntry), rows)
+                pending[key] = row
+
+
+@event.listens_for(Session, "before_commit")
+def _audit_commit(session: Session) -> None:
+    session.flush()  # the commit's own flush would come after this hook
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        session.execute(insert(AuditEntry), list(pending.values()))
+
+
+@event.listens_for(Session, "after_rollback")
+def _audit_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)

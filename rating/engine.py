@@ -205,6 +205,7 @@ class CompiledBook:
         prefixes: list[str] = []
         dests: list[str] = []
         delta: list[int] = []
+        val_off: list[int] = []
         vo = 0
         for f, s in zip(decks, struct_of, strict=True):
             for c in val_cols:
@@ -212,6 +213,7 @@ class CompiledBook:
             prefixes.extend(f.get_column("prefix").to_list())
             dests.extend(f.get_column("destination").to_list())
             delta.append(vo - self.row_off[s])
+            val_off.append(vo)
             vo += f.height
         if vo == 0:
             # every deck is empty: one dummy value keeps the masked gathers in bounds
@@ -286,6 +288,22 @@ class CompiledBook:
         self.lvl_same_rows = [False] + [
             bool(np.all((lvl_struct[k] < 0) | (lvl_struct[k] == lvl_struct[k - 1]))) for k in range(1, self.depth)
         ]
+        # ... and when, in addition, every row has the same billing plan in both tariffs (a
+        # derived tariff copies its base's increments), the billed seconds too.
+        sizes = [f.height for f in decks]
+
+        def same_plans(a: int, b: int) -> bool:
+            pa = plan_of[val_off[a] : val_off[a] + sizes[a]]
+            pb = plan_of[val_off[b] : val_off[b] + sizes[b]]
+            return bool(np.array_equal(pa, pb))
+
+        self.lvl_same_billed = [False] * self.depth
+        for k in range(1, self.depth):
+            if self.lvl_same_rows[k]:
+                pairs = {
+                    (int(a), int(b)) for a, b in zip(self.lvl_tariff[k - 1], self.lvl_tariff[k], strict=True) if b >= 0
+                }
+                self.lvl_same_billed[k] = all(same_plans(a, b) for a, b in pairs)
         self.acc_is_customer = np.array([a.kind == CUSTOMER for a in accs], dtype=np.bool_)
         self.acc_has_bundle = np.zeros(max(n, 1), dtype=np.bool_)
         bundle_accounts = {b.account_id for b in book.bundles}
@@ -783,6 +801,8 @@ def _rate_chunk(cb: CompiledBook, bt: _Batch, lo: int, hi: int) -> None:
     segs: dict[int, tuple[I32, B8]] = {}
     single_group = len(cb.groups) == 1
     prev_row: I64 | None = None
+    prev_billed: I64 | None = None
+    prev_free: B8 = np.zeros(0, dtype=np.bool_)
     # -- one pass per level: customer, resellers, carrier ---------------------------------------
     for level in range(cb.depth + 1):
         if level < cb.depth:
@@ -841,12 +861,16 @@ def _rate_chunk(cb: CompiledBook, bt: _Batch, lo: int, hi: int) -> None:
         vi = np.where(ok, row + cb.t_delta[tar_c], 0)
         word = cb.v_word[vi]
         term = word & ((1 << TERM_BITS) - 1)
-        billed = cb.bill_table[cb.term_planoff[term] + dcap]
-        if len(big):
-            p = cb.plans[cb.term_plan[term[big]]]
-            billed[big] = _billed_direct(deff[big], p[:, 0], p[:, 1], p[:, 2], p[:, 3])
-        free = billed < 0
-        np.maximum(billed, 0, out=billed)
+        if level < cb.depth and cb.lvl_same_billed[level] and prev_billed is not None:
+            billed, free = prev_billed, prev_free
+        else:
+            billed = cb.bill_table[cb.term_planoff[term] + dcap]
+            if len(big):
+                p = cb.plans[cb.term_plan[term[big]]]
+                billed[big] = _billed_direct(deff[big], p[:, 0], p[:, 1], p[:, 2], p[:, 3])
+            free = billed < 0
+            np.maximum(billed, 0, out=billed)
+            prev_billed, prev_free = billed, free
         word >>= TERM_BITS  # the rate
         amount = word * billed
         amount += cb.term_fee60[term]

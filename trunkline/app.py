@@ -1,4 +1,4 @@
-"""The composition root: wires provisioning, the CDR writer and the admin API into the switch.
+"""The composition root: wires provisioning, the CDR spool and the admin API into the switch.
 
 This is the one place that knows every package (ARCHITECTURE.md, "Which way imports go").
 """
@@ -21,8 +21,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from cdr.spool import SpoolWriter
 from provisioning.bindings import DbBindingStore
-from provisioning.cdr_writer import DbCdrWriter
 from provisioning.db import session_factory_from_url
 from provisioning.migrate import upgrade
 from provisioning.snapshot import SnapshotWatcher
@@ -36,6 +36,7 @@ from switch.sip import ids
 from switch.sip.digest import DigestAuthenticator
 from switch.transaction.layer import TimerConfig
 from switch.transaction.timers import TimerQueue
+from trunkline.billing import SidecarSupervisor
 from trunkline.config import Settings
 
 log = logging.getLogger("trunkline")
@@ -88,7 +89,7 @@ class Switch:
     auth: DeviceAuth
     watcher: SnapshotWatcher
     bindings: DbBindingStore
-    cdrs: DbCdrWriter
+    cdrs: SpoolWriter
     session_factory: Any
     admin_token: str | None = None
     api_server: Any = None
@@ -103,7 +104,8 @@ class Switch:
                 await asyncio.wait_for(self.api_task, timeout=5)
         await self.transports.stop()
         self.watcher.stop()
-        # Flush what the switch handed over: bindings and CDRs must reach the database.
+        # Flush what the switch handed over: bindings to the database, CDRs to disk (the billing
+        # sidecar takes them from the spool).
         self.bindings.close()
         self.cdrs.close()
         for registry, collector in self.collectors:
@@ -132,9 +134,21 @@ def _nonce_secret(settings: Settings) -> bytes:
 
 
 async def start_switch(settings: Settings, *, registry: CollectorRegistry | None = None) -> Switch:
-    """Migrate the database, load provisioning and bindings, open the SIP ports and the API."""
-    loop = asyncio.get_running_loop()
+    """Open the CDR spool, migrate the database, load provisioning and bindings, open the SIP
+    ports and the API."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
+    # First: a second switch on the same spool fails here (SpoolLocked), before it opens anything.
+    b = settings.billing
+    cdrs = SpoolWriter(settings.spool_dir, fsync_interval=b.fsync_interval, segment_bytes=b.segment_bytes)
+    try:
+        return await _start_switch(settings, cdrs, registry)
+    except BaseException:
+        cdrs.close()  # releases the spool for the next attempt
+        raise
+
+
+async def _start_switch(settings: Settings, cdrs: SpoolWriter, registry: CollectorRegistry | None) -> Switch:
+    loop = asyncio.get_running_loop()
     url = settings.database_url
     await loop.run_in_executor(None, upgrade, url)
     session_factory = session_factory_from_url(url)
@@ -143,7 +157,6 @@ async def start_switch(settings: Settings, *, registry: CollectorRegistry | None
                                          token_file=settings.var_dir / "admin-token"))
     watcher = await loop.run_in_executor(None, lambda: SnapshotWatcher(session_factory).start())
     bindings = DbBindingStore(session_factory).start()
-    cdrs = DbCdrWriter(session_factory).start()
 
     sip = settings.sip
     a = settings.auth
@@ -232,8 +245,24 @@ def tune_gc() -> None:
     gc.freeze()
 
 
-async def run_forever(settings: Settings) -> None:
+def billing_argv(config_path: str | None) -> list[str]:
+    """The sidecar's command line: the same interpreter and configuration (the environment, and
+    with it every TRUNKLINE_* setting, is inherited)."""
+    import sys
+
+    argv = [sys.executable, "-m", "trunkline", "billing", "--parent-pid", str(os.getpid())]
+    if config_path:
+        argv += ["--config", str(config_path)]
+    return argv
+
+
+async def run_forever(settings: Settings, *, config_path: str | None = None) -> None:
     switch = await start_switch(settings)
+    sidecar: SidecarSupervisor | None = None
+    if settings.billing.enabled:
+        # Started once the switch has migrated the database the sidecar writes to.
+        sidecar = SidecarSupervisor(billing_argv(config_path))
+        sidecar.start()
     tune_gc()
     if switch.admin_token:
         # Printed once, on the first start; only its hash is stored (also in var/admin-token, mode 600).
@@ -249,3 +278,6 @@ async def run_forever(settings: Settings) -> None:
     await stop.wait()
     log.info("stopping")
     await switch.stop()
+    if sidecar is not None:
+        # After the spool is closed: the sidecar drains it to the database before it exits.
+        await sidecar.stop()

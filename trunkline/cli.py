@@ -31,14 +31,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     _setup_logging(settings.log_level)
     _loop_policy()
+    from cdr.spool import SpoolError
     from trunkline.app import run_forever
 
     try:
-        asyncio.run(run_forever(settings))
-    except OSError as exc:
+        asyncio.run(run_forever(settings, config_path=args.config))
+    except (OSError, SpoolError) as exc:
         sys.stderr.write(f"trunkline: cannot start: {exc}\n")
         return 1
     return 0
+
+
+def cmd_billing(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"trunkline: {exc}\n")
+        return 2
+    _setup_logging(settings.log_level)
+    import signal
+    import threading
+
+    from trunkline.billing import run_billing
+
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        # Only set a flag: the batch being written is committed and its position saved first.
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    try:
+        return run_billing(settings, stop=stop, parent_pid=args.parent_pid)
+    except OSError as exc:
+        sys.stderr.write(f"trunkline billing: {exc}\n")
+        return 1
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -62,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="start the switch (SIP, registrar, B2BUA, admin API)")
     run.add_argument("--config", help="TOML configuration file (TRUNKLINE_* variables override it)")
     run.set_defaults(func=cmd_run)
+    bil = sub.add_parser("billing", help="run the billing sidecar: CDRs from the spool into the database "
+                                         "(`trunkline run` starts it unless billing.enabled = false)")
+    bil.add_argument("--config", help="TOML configuration file (TRUNKLINE_* variables override it)")
+    bil.add_argument("--parent-pid", type=int, default=None,
+                     help="stop when this process is gone (set by `trunkline run` for its child)")
+    bil.set_defaults(func=cmd_billing)
     mig = sub.add_parser("migrate", help="create or upgrade the database schema")
     mig.add_argument("--config")
     mig.set_defaults(func=cmd_migrate)

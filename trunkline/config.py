@@ -72,6 +72,18 @@ class DatabaseSettings(_Section):
     url: str | None = None  # default: SQLite under var_dir
 
 
+class BillingSettings(_Section):
+    """The CDR spool (written by the switch) and the billing sidecar that consumes it."""
+
+    enabled: bool = True  # `trunkline run` starts and supervises `trunkline billing`
+    spool_dir: Path | None = None  # default: <var_dir>/spool
+    fsync_interval: float = Field(0.02, ge=0)  # seconds between batched fdatasyncs; 0 = in every write
+    segment_bytes: int = Field(64 << 20, ge=4096)  # a spool segment rotates at this size
+    batch_interval: float = Field(0.2, gt=0, le=10)  # how often the sidecar looks for new CDRs
+    max_batch: int = Field(5000, ge=1)  # CDRs per database transaction at most
+    archive: bool = False  # keep consumed segments in <spool_dir>/archive instead of deleting them
+
+
 class Settings(_Section):
     var_dir: Path = Path("var")
     log_level: str = "INFO"
@@ -81,12 +93,17 @@ class Settings(_Section):
     auth: AuthSettings = Field(default_factory=lambda: AuthSettings())
     api: ApiSettings = Field(default_factory=lambda: ApiSettings())
     database: DatabaseSettings = Field(default_factory=lambda: DatabaseSettings())
+    billing: BillingSettings = Field(default_factory=lambda: BillingSettings())
 
     @property
     def database_url(self) -> str:
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.var_dir / 'trunkline.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.billing.spool_dir if self.billing.spool_dir is not None else self.var_dir / "spool"
 
 
 class ConfigError(ValueError):
@@ -95,7 +112,7 @@ class ConfigError(ValueError):
 
 _SHORT = {"TRUNKLINE_DATABASE_URL": ("database", "url"), "TRUNKLINE_ADMIN_TOKEN": (None, "admin_token"),
           "TRUNKLINE_VAR_DIR": (None, "var_dir"), "TRUNKLINE_LOG_LEVEL": (None, "log_level")}
-_SECTIONS = ("sip", "registrar", "auth", "api", "database")
+_SECTIONS = ("sip", "registrar", "auth", "api", "database", "billing")
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

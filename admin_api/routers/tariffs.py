@@ -21,6 +21,7 @@ from admin_api.schemas.tariffs import (
     TariffUpdate,
 )
 from provisioning import repo
+from provisioning.errors import ImportRejected
 
 router = APIRouter(prefix="/tariffs", tags=["tariffs and rates"])
 MAX_DECK_BYTES = 256 * 1024 * 1024
@@ -123,8 +124,6 @@ def import_rates(
 ) -> DeckImportResult:
     data = file.file.read(MAX_DECK_BYTES + 1)
     if len(data) > MAX_DECK_BYTES:
-        from provisioning.errors import ImportRejected
-
         raise ImportRejected([(None, None, "the file is larger than 256 MiB")])
     result = repo.tariffs.import_rates(
         db, scope=principal.scope, tariff_id=tariff_id, data=data, source=file.filename or "upload", mode=mode

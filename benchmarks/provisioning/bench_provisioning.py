@@ -15,6 +15,7 @@ time.perf_counter, median of ``--runs`` after one warm-up.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import random
@@ -23,8 +24,10 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
 import psycopg
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
@@ -36,6 +39,7 @@ from provisioning.migrate import upgrade
 from provisioning.models import Customer, IpDevice, Reseller, SipDevice
 from provisioning.scope import PROVIDER
 from provisioning.tokens import create_token
+from rating.deck import parse_deck
 
 
 def machine() -> str:
@@ -84,10 +88,7 @@ def seed_customers(sf: Any, n: int, rng: random.Random) -> tuple[int, list[int]]
         s.commit()
         owners = [top.id] + [c.id for c in children]
     words = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Hooli", "Vandelay"]
-    now = time.time()
-    from datetime import UTC, datetime
-
-    stamp = datetime.fromtimestamp(now, UTC)
+    stamp = datetime.now(UTC)
     engine = engine_of(sf)
     batch = 10_000
     with engine.begin() as conn:
@@ -188,6 +189,11 @@ def main(argv: list[str] | None = None) -> None:
             assert r.status_code == 200, r.text[:500]
             return r.json()
 
+        def validate_only() -> Any:
+            return parse_deck(pl.read_csv(io.BytesIO(deck), infer_schema=False), source="deck.csv")
+
+        seconds, parsed = timed(validate_only, args.runs)
+        print(f"rate-deck validation alone (rating.deck.parse_deck, {len(parsed):,} rows): {seconds:.2f} s median")
         seconds, result = timed(import_via_api, args.runs)
         print(f"rate-deck import, {result['rows']:,} rows ({len(deck) / 1e6:.1f} MB CSV), replace mode, via the API: "
               f"{seconds:.2f} s median ({result['rows'] / seconds:,.0f} rows/s)")  # fmt: skip

@@ -168,6 +168,24 @@ class Listing:
         items = list(session.execute(self.stmt.limit(limit).offset(offset)).mappings())
         return Page(items=items, total=total, limit=limit, offset=offset)
 
+    def rows(self, session: Session, columns: Sequence[str], *, max_rows: int) -> Iterator[Sequence[Any]]:
+        """Every row as a tuple of the named columns (None for a name the table lacks).
+
+        For exports: plain column tuples skip building an ORM object per row, which is most of
+        the time a 100,000-row export would otherwise take.
+        """
+        if self.mappings:
+            for mapping in self.all(session, max_rows=max_rows):
+                yield tuple(mapping.get(c) for c in columns)
+            return
+        entity = self.stmt.column_descriptions[0]["entity"]
+        table = entity.__table__
+        present = [c for c in columns if c in table.c]
+        stmt = self.stmt.with_only_columns(*[table.c[c] for c in present]).limit(max_rows)
+        positions = [present.index(c) if c in present else None for c in columns]
+        for row in session.execute(stmt.execution_options(yield_per=5000)):
+            yield tuple(row[i] if i is not None else None for i in positions)
+
     def all(self, session: Session, *, max_rows: int) -> Iterator[Any]:
         """Every row (at most ``max_rows``), streamed in batches so a big export stays small in memory."""
         stmt = self.stmt.limit(max_rows).execution_options(yield_per=2000)

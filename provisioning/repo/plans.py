@@ -7,6 +7,7 @@ customer can only take bundles of its own plan.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -137,8 +138,6 @@ def delete_plan(session: Session, *, scope: Scope, plan_id: int) -> None:
 
 
 def _prefixes(values: Iterable[str]) -> list[str]:
-    import re
-
     wanted = list(dict.fromkeys(values))
     if not wanted:
         raise InvalidValue("at least one zone prefix is required", field="zone_prefixes")

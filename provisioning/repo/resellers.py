@@ -174,9 +174,7 @@ def _settings(values: Mapping[str, Any]) -> None:
         raise InvalidValue("currency must be an ISO 4217 code such as GBP", field="currency")
 
 
-def check_tariff_owned_by(
-    session: Session, tariff_id: int | None, owner_id: int | None, *, field: str, scope: Scope | None = None
-) -> None:
+def check_tariff_owned_by(session: Session, tariff_id: int | None, owner_id: int | None, *, field: str) -> None:
     """A tariff reference must name a tariff owned by ``owner_id`` (None = the service provider)."""
     if tariff_id is None:
         return
@@ -296,6 +294,7 @@ def delete_reseller(session: Session, *, scope: Scope, reseller_id: int) -> None
         raise Conflict(f"the reseller still has {busy}")
     for user in session.scalars(select(AdminUser).where(AdminUser.reseller_id == reseller.id)):
         session.delete(user)
+    # Imported here: repo.auth builds on this module (scopes, resellers), not the other way round.
     from provisioning.repo.auth import revoke_tokens_of
 
     revoke_tokens_of(session, kind="reseller", owner_id=reseller.id)

@@ -492,9 +492,11 @@ class Call:
                 core.reply(tx, 481, "Call/Transaction Does Not Exist", now)
             return
         if method == "BYE":
-            core.reply(tx, 200, "OK", now)
+            # End first (that emits the CDR into the spool), answer after: once the peer holds
+            # its 200 the call is on record, even if the switch is killed the next instant.
             self._end(HANGUP_CALLER if dialog is self.a_dialog else HANGUP_CALLEE, now,
                       bye_a=dialog is not self.a_dialog, bye_b=dialog is not self.b_dialog)
+            core.reply(tx, 200, "OK", now)
             return
         far = self.other(dialog)
         if far is None or self.state == ENDED or (self.state not in (ANSWERED_STATE, CONFIRMED)):

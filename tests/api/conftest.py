@@ -92,3 +92,7 @@ def _cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     # scrypt at full cost takes ~50 ms a hash; tests hash hundreds of passwords.  The cost is a
     # parameter of the stored hash, so verification still exercises the real code path.
     monkeypatch.setattr(passwords, "SCRYPT_N", 2**10)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fuzz: generated requests against the API (schemathesis); run by make test")

@@ -160,7 +160,13 @@ def test_ov500_field_rules_are_named(client: TestClient) -> None:
 def test_conflicts_name_the_field(client: TestClient) -> None:
     a = client.post(
         "/api/v1/customers",
-        json={"name": "A", "domain": "a.example", "web_username": "alice", "web_password": "Aa-123456", "account_code": "ACC1"},
+        json={
+            "name": "A",
+            "domain": "a.example",
+            "web_username": "alice",
+            "web_password": "Aa-123456",
+            "account_code": "ACC1",
+        },
     ).json()
     for payload, field in (
         ({"domain": "A.EXAMPLE"}, "domain"),

@@ -71,7 +71,9 @@ def test_statement_for_a_period(client: TestClient) -> None:
     assert rows[1][1] == "opening balance" and rows[-1][1:] == ["closing balance", "", "", "", "56.650000"]
     assert rows[-2][-1] == "56.650000"  # the running balance ends at the closing balance
     pdf = client.get(f"{base}/statement", params={**params, "format": "pdf"})
-    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
+    assert (
+        pdf.status_code == 200 and pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
+    )
     assert 'filename="statement-STMT-1-2026-02-01.pdf"' in pdf.headers["content-disposition"]
     r = client.get(f"{base}/statement", params={"since": params["until"], "until": params["since"]})
     assert r.status_code == 422 and fields(r.json()) == {"until"}

@@ -33,7 +33,10 @@ def test_dids_single_range_conflicts_and_destinations(client: TestClient, tenant
         ({"number": "4412", "destination_type": "sip_device", "destination": "1"}, "destination_type"),
         ({"number": "4413", "customer_id": cid, "destination_type": "sip_device", "destination": "999"}, "destination"),
         ({"number": "4414", "customer_id": cid, "destination_type": "pstn", "destination": "call me"}, "destination"),
-        ({"number": "4415", "customer_id": cid, "destination_type": "sip_uri", "destination": "http://x"}, "destination"),
+        (
+            {"number": "4415", "customer_id": cid, "destination_type": "sip_uri", "destination": "http://x"},
+            "destination",
+        ),
         ({"number": "4416", "destination_type": "fax"}, "destination_type"),
         ({"number": "4417", "customer_id": 99999}, "customer_id"),
     ):
@@ -41,7 +44,12 @@ def test_dids_single_range_conflicts_and_destinations(client: TestClient, tenant
         assert r.status_code == 422 and fields(r.json()) == {field}, (payload, r.text)
     r = client.post(
         "/api/v1/dids",
-        json={"number": "4418", "customer_id": cid, "destination_type": "sip_uri", "destination": "sip:pbx@example.com"},
+        json={
+            "number": "4418",
+            "customer_id": cid,
+            "destination_type": "sip_uri",
+            "destination": "sip:pbx@example.com",
+        },
         headers=tenants.a,
     )
     assert r.status_code == 201

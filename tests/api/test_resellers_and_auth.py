@@ -148,11 +148,19 @@ def test_switch_over_is_audited_and_tied_to_the_parent(client: TestClient, anon:
     assert anon.patch(f"/api/v1/customers/{cid}", json={"company": "Switched"}, headers=as_a1).status_code == 200
     entry = client.get("/api/v1/audit-log", params={"entity": "customer", "entity_id": cid, "action": "update"})
     latest = entry.json()["items"][0]
-    assert latest["actor"].startswith(f"reseller {tenants.a1_id}") and latest["via"].startswith(f"reseller {tenants.a_id}")
+    assert latest["actor"].startswith(f"reseller {tenants.a1_id}") and latest["via"].startswith(
+        f"reseller {tenants.a_id}"
+    )
     assert latest["before"] == {"company": ""} and latest["after"] == {"company": "Switched"}
     # Upwards or sideways is not possible; the customer scope cannot switch at all.
-    assert client.post("/api/v1/auth/switch-over", json={"reseller_id": tenants.a_id}, headers=tenants.a1).status_code == 404
-    assert client.post("/api/v1/auth/switch-over", json={"reseller_id": tenants.a_id}, headers=tenants.b).status_code == 404
+    assert (
+        client.post("/api/v1/auth/switch-over", json={"reseller_id": tenants.a_id}, headers=tenants.a1).status_code
+        == 404
+    )
+    assert (
+        client.post("/api/v1/auth/switch-over", json={"reseller_id": tenants.a_id}, headers=tenants.b).status_code
+        == 404
+    )
     r = client.post("/api/v1/auth/switch-over", json={"customer_id": cid}, headers=tenants.a)
     as_customer = bearer(r.json()["token"])
     assert anon.get(f"/api/v1/customers/{cid}", headers=as_customer).status_code == 200
@@ -189,7 +197,9 @@ def test_audit_log_records_every_change_and_is_scoped(client: TestClient, tenant
     r = client.post("/api/v1/customers", json={"name": "Audited", "web_username": "aud", "web_password": "Aud-it-123"},
                     headers=tenants.a)  # fmt: skip
     cid = r.json()["id"]
-    client.patch(f"/api/v1/customers/{cid}", json={"credit_limit": "10", "web_password": "Aud-it-456"}, headers=tenants.a)
+    client.patch(
+        f"/api/v1/customers/{cid}", json={"credit_limit": "10", "web_password": "Aud-it-456"}, headers=tenants.a
+    )
     client.post(f"/api/v1/customers/{cid}/payments", json={"amount": "5"}, headers=tenants.a)
     entries = client.get("/api/v1/audit-log", params={"customer_id": cid}, headers=tenants.a).json()["items"]
     actions = [(e["entity"], e["action"]) for e in entries]

@@ -119,6 +119,25 @@ class SwitchProcess:
             self.proc.kill()
             self.proc.wait(5)
 
+    def children(self, command: str | None = None) -> list[int]:
+        """Pids of the switch's child processes (the billing sidecar), optionally only those
+        whose command line contains ``command`` (e.g. "billing")."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        pids: list[int] = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state
+            if ppid == self.proc.pid and (command is None or command in cmdline):
+                pids.append(int(entry.name))
+        return sorted(pids)
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-20000:]

@@ -74,7 +74,14 @@ def books(draw: st.DrawFn) -> RatingBook:
     pool = draw(prefixes())
     decks: dict[str, Deck] = {}
     for i in range(draw(st.integers(1, 3))):
-        decks[f"base{i}"] = deck_from_rows(draw(deck_rows(pool)), source=f"base{i}")
+        rows = draw(deck_rows(pool))
+        decks[f"base{i}"] = deck_from_rows(rows, source=f"base{i}")
+        if draw(st.booleans()):
+            # same prefixes and windows (so the engine shares the match) but other increments
+            inc = draw(st.sampled_from([1, 6, 60]))
+            decks[f"clone{i}"] = deck_from_rows(
+                [r | {"increment": inc, "initial_increment": None} for r in rows], source=f"clone{i}"
+            )
     for i in range(draw(st.integers(0, 3))):
         base = draw(st.sampled_from(sorted(decks)))
         overrides = deck_from_rows(draw(deck_rows(pool))) if draw(st.booleans()) else None
@@ -83,14 +90,17 @@ def books(draw: st.DrawFn) -> RatingBook:
         with contextlib.suppress(DeckError):
             decks[f"derived{i}"] = derive_deck(decks[base], markup, overrides, source=f"derived{i}")
     names = sorted(decks)
+    # half the time every reseller shares one tariff and every customer another: the shape in
+    # which the engine reuses a level's match (and billed seconds) for the level above
+    uniform = draw(st.booleans())
+    reseller_tariff, customer_tariff = draw(st.sampled_from(names)), draw(st.sampled_from(names))
     accounts: list[Account] = []
     resellers: list[int] = []
     next_id = 1
     for _ in range(draw(st.integers(0, 3))):
         parent = draw(st.sampled_from([None, *resellers]))
-        accounts.append(
-            Account(next_id, parent, "reseller", draw(st.sampled_from(names)), draw(st.integers(0, 6)), "UTC")
-        )
+        tariff = reseller_tariff if uniform else draw(st.sampled_from(names))
+        accounts.append(Account(next_id, parent, "reseller", tariff, draw(st.integers(0, 6)), "UTC"))
         resellers.append(next_id)
         next_id += 1
     customers: list[int] = []
@@ -100,7 +110,7 @@ def books(draw: st.DrawFn) -> RatingBook:
                 next_id,
                 draw(st.sampled_from([None, *resellers])),
                 "customer",
-                draw(st.sampled_from(names)),
+                customer_tariff if uniform else draw(st.sampled_from(names)),
                 draw(st.integers(0, 6)),
                 draw(st.sampled_from(ZONES)),
             )

@@ -398,3 +398,88 @@ def test_empty_decks() -> None:
     book = RatingBook(tariffs={"e": empty}, accounts=[Account(1, None, "customer", "e")], carriers=[Carrier(3, "e")])
     rated = compare(book, [cdr("a", 1, "4", carrier_id=3)])
     assert rated.get_column("status").cast(pl.String).to_list() == ["no_rate"]
+
+
+def test_empty_frame_and_full_cdr_schema_frame() -> None:
+    from cdr.schema import CdrRecord, polars_schema
+
+    book = one_customer(deck_from_rows([{"prefix": "44", "rate": "0.6", "increment": "1"}]), decimals=2)
+    empty = rate_frame(cdr_frame([]), book)
+    assert empty.height == 0 and "debit" in empty.columns
+    rec = CdrRecord(
+        call_id="x1",
+        customer_id=1,
+        caller_device_id=None,
+        callee_device_id=None,
+        caller_number="100",
+        dialled_number="+44 20 7946 0000",
+        start_ms=T0,
+        answer_ms=T0 + 1000,
+        end_ms=T0 + 31_000,
+        duration_ms=30_000,
+        sip_code=200,
+        q850_cause=16,
+        disposition="ANSWERED",
+        direction="outbound",
+        call_type="outbound",
+        source_ip="192.0.2.1",
+        hangup_by="caller",
+    )
+    full = pl.DataFrame([rec.as_dict()], schema=polars_schema())
+    rated = rate_frame(full, book)
+    assert rated.select("call_id", "debit", "billed_seconds").row(0) == ("x1", 30, 30)  # 0.6 * 30/60 = 0.30
+
+
+def test_tiny_chunks_on_threads_with_odd_and_slow_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rating.engine as engine
+
+    monkeypatch.setattr(engine, "CHUNK", 3)
+    deck = deck_from_rows(
+        [
+            {"prefix": "44", "rate": "1", "effective_to": JAN15},
+            {"prefix": "44", "rate": "2", "effective_from": JAN15},
+            {"prefix": "4", "rate": "3"},
+            {"prefix": "1234567890123456789", "rate": "4"},
+            {"prefix": "12", "rate": "5"},
+        ]
+    )
+    book = one_customer(deck, decimals=3, bundles=(Bundle(1, 1, ("4",), 1, 1),))
+    numbers = ["+44 1", "4", "1234567890123456789012", "12-3", "441", "x", "12345678901234567890", "0044"]
+    rows = [
+        cdr(
+            f"c{i}",
+            1,
+            numbers[i % len(numbers)],
+            start=T0 + i * DAY // 3,
+            answer=T0 + i * DAY // 3,
+            duration_ms=i * 7_001,
+        )
+        for i in range(60)
+    ]
+    compiled = CompiledBook(book)
+    expected = ScalarRater(book).rate_calls(rows)
+    for threads in (1, 2):
+        rated = rate_frame(cdr_frame(rows), compiled, threads=threads)
+        assert rated.get_column("debit").to_list() == [c.debit for c in expected]
+        assert rated.get_column("prefix").cast(pl.String).to_list() == [c.prefix for c in expected]
+
+
+def test_same_prefixes_different_increments_on_two_levels() -> None:
+    """Two decks with identical prefixes and windows share the engine's match, not the billing."""
+    rows = [{"prefix": "44", "rate": "0.6", "increment": "60"}, {"prefix": "1", "rate": "0.6", "increment": "60"}]
+    per_minute = deck_from_rows(rows)
+    per_second = deck_from_rows([r | {"increment": "1"} for r in rows])
+    book = RatingBook(
+        tariffs={"min": per_minute, "sec": per_second, "min2": derive_deck(per_minute, "10")},
+        accounts=[
+            Account(1, None, "reseller", "min2"),
+            Account(2, 1, "reseller", "sec"),
+            Account(3, 2, "customer", "min"),
+        ],
+    )
+    compiled = CompiledBook(book)
+    assert compiled.lvl_same_rows == [False, True, True]
+    assert compiled.lvl_same_billed == [False, False, False]
+    rated = compare(book, [cdr("a", 3, "4412", duration_ms=61_000)])
+    # customer 120 s -> 1.2 ; sub-reseller per second 61 s -> 0.61 ; top 120 s at 0.66 -> 1.32
+    assert rated.select("amount_l0", "amount_l1", "amount_l2").row(0) == (12_000, 6_100, 13_200)
