@@ -78,7 +78,9 @@ MAX_LINE = 1 << 20
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _values_of = operator.attrgetter(*CDR_COLUMNS)
-_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
+# A value JSON cannot encode (a Decimal, say: a bug upstream) is written as its repr, so the line
+# exists and the reader quarantines it for its type, instead of the CDR vanishing in emit().
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False, default=repr).encode
 
 
 class SpoolError(RuntimeError):
@@ -371,7 +373,10 @@ class SpoolWriter:
         line = encode_record(record)
         with self._lock:
             if self._closed:
-                raise SpoolError("emit() after close()")
+                # The directory may already belong to another writer: the log is the one place
+                # left, and the full line there can be fed back in by hand.
+                log.error("CDR emitted after the spool was closed, not written: %s", line.decode("ascii").rstrip())
+                return
             if self._backlog:
                 self._backlog.append(line)
                 self._drain_backlog()
@@ -382,7 +387,10 @@ class SpoolWriter:
                     self._backlog.append(line)
                     self._write_failed(exc)
             if self.fsync_interval == 0 and self._unsynced:
-                self._sync_now()
+                try:
+                    self._sync_now()
+                except OSError as exc:  # written, durability unknown: say so, keep the call path up
+                    log.error("fdatasync of the CDR spool failed: %s", exc)
 
     def flush(self) -> None:
         """Make everything emitted so far durable now (blocks for an fdatasync)."""
@@ -402,7 +410,10 @@ class SpoolWriter:
         with self._lock:
             if self._backlog:
                 self._drain_backlog()
-            self._sync_now()
+            try:
+                self._sync_now()
+            except OSError as exc:
+                log.error("fdatasync of the CDR spool failed while closing: %s", exc)
             self._closed = True
             if self._backlog:
                 # Still unwritable: put them in the log, the one place left, rather than lose them.
@@ -501,8 +512,10 @@ class SpoolWriter:
     def _sync_now(self) -> None:
         retired, self._retired = self._retired, []
         for fd in retired:
-            os.fdatasync(fd)
-            os.close(fd)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
         if self._dir_dirty:
             _fsync_dir(self.directory)  # the new segment's name must survive a power loss too
             self._dir_dirty = False
@@ -533,8 +546,10 @@ class SpoolWriter:
             # Closed only here or in close() (after this thread stops), so it stays valid below.
         # fdatasync outside the lock: emit() must not wait for the disk.
         for old in retired:
-            os.fdatasync(old)
-            os.close(old)
+            try:
+                os.fdatasync(old)
+            finally:
+                os.close(old)
         if dir_dirty:
             _fsync_dir(self.directory)
         if pending:
@@ -647,6 +662,12 @@ class SpoolReader:
                 yield entry
             if n == 0:
                 stop.wait(poll_interval)
+
+    def seek(self, position: SpoolPosition | None) -> None:
+        """Read from ``position`` next (None: the oldest segment), e.g. back to the last saved
+        position after a failed batch, so that nothing read but not stored is skipped."""
+        self._close_file()
+        self.position = position
 
     def consumed_segments(self, position: SpoolPosition | None = None) -> list[Path]:
         """Segments entirely before ``position`` (default: this reader's): read and closed."""

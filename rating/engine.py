@@ -83,7 +83,7 @@ class RatingInputError(ValueError):
         self.problems = problems
         lines = []
         for what, ids in problems:
-            shown = ", ".join(ids[:20]) + (f" ... ({len(ids)} calls)" if len(ids) > 20 else "")
+            shown = ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else "")
             lines.append(f"{what}: {shown}")
         super().__init__("CDRs refused:\n  " + "\n  ".join(lines))
 
@@ -739,7 +739,8 @@ def rate_frame(
         for bit, what in enumerate(_BAD_REASONS):
             rows = np.flatnonzero(bt.bad & (1 << bit))
             if len(rows):
-                problems.append((what, [str(x) for x in ids.gather(rows[:50]).to_list()]))
+                listed = [str(x) for x in ids.gather(rows[:50]).to_list()]
+                problems.append((what if len(rows) <= 50 else f"{what} ({len(rows)} calls)", listed))
         raise RatingInputError(problems)
     bundle = _apply_bundles(cb, cdrs, bt, bundle_usage)
     return _output(cb, cdrs, bt, bundle)

@@ -131,7 +131,13 @@ class CdrIngestor:
 
         Raises when the database fails; the batch is kept and the next call retries it."""
         if self._pending is None:
-            entries = list(self.reader.entries(self.max_batch))
+            try:
+                entries = list(self.reader.entries(self.max_batch))
+            except Exception:
+                # The reader moved past records this batch never got: go back to the last
+                # saved position so the retry reads them again.
+                self.reader.seek(self.saved)
+                raise
             self._pending = (entries, self.reader.position)
         entries, position = self._pending
         if entries:

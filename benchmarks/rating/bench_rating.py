@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from benchmarks.rating.gen import make_book, make_cdrs
 from rating import batch
 from rating.book import RatingBook
@@ -360,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"PostgreSQL row by row ({res['calls']:,} of a {args.pg_sample:,}-CDR sample in "
                 f"{res['seconds']:.1f} s, 4 lookups per call): {pg_rate:,.0f} CDRs/s; "
-                f"10M CDRs would take {args.cdrs / pg_rate / 3600:.1f} h (extrapolated); "
+                f"{args.cdrs:,} CDRs would take {args.cdrs / pg_rate / 3600:.1f} h (extrapolated); "
                 f"reseller amounts equal to the engine's: {agree:,}/{compared:,}"
             )
 
@@ -376,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     loop_rate = done / loop_s
     print(
         f"plain Python loop (ScalarRater, dict lookups longest prefix first; {done:,} CDRs in {loop_s:.1f} s): "
-        f"{loop_rate:,.0f} CDRs/s; 10M CDRs would take {args.cdrs / loop_rate / 60:.0f} min (extrapolated)"
+        f"{loop_rate:,.0f} CDRs/s; {args.cdrs:,} CDRs would take {args.cdrs / loop_rate / 60:.1f} min (extrapolated)"
     )
 
     print("\nsummary (CDRs per second, 4 tariff lookups each)")

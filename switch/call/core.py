@@ -9,6 +9,7 @@ proxy-like checks a B2BUA needs before it forwards (Max-Forwards 483, loop 482).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,28 @@ class Stats:
 
     def response(self, code: int) -> None:
         self.responses[code] = self.responses.get(code, 0) + 1
+
+
+_RPORT_RE = re.compile(r";[ \t]*rport(?=[ \t]*(?:;|$))", re.I)
+
+
+def stamp_received(msg: SipMessage, peer: Peer) -> None:
+    """Record where the request really came from in its top Via (RFC 3261 18.2.1, RFC 3581 4).
+
+    ``received`` is added when the sent-by host is not the source address; a valueless
+    ``rport`` gets the source port.  Responses copy the Via, so the client learns its public
+    address, and proxies on the way back route by it.
+    """
+    lines = msg.headers["via"]
+    first = lines[0]
+    top, sep, rest = first.partition(",") if "," in first else (first, "", "")
+    via = msg.via
+    assert via is not None
+    if "received" not in via.params:
+        top = f"{top.rstrip()};received={peer.ip}"
+    if "rport" in via.params and not via.params["rport"]:
+        top = _RPORT_RE.sub(f";rport={peer.port}", top, count=1)
+    lines[0] = top + sep + rest
 
 
 class SwitchCore:
@@ -133,6 +156,9 @@ class SwitchCore:
         requests = self.stats.requests
         method = msg.method
         requests[method] = requests.get(method, 0) + 1
+        via = msg.via
+        if via is not None and (via.host != peer.ip or "rport" in via.params) and not peer.reliable:
+            stamp_received(msg, peer)
         if method == "REGISTER" and "authorization" not in msg.headers and self._check_request(msg) is None:
             # RFC 3261 8.2.7: a challenge needs no transaction state (a retransmission gets another).
             try:

@@ -142,6 +142,33 @@ def test_records_the_database_refuses_are_quarantined(migrated_db: SF, tmp_path:
     w.close()
 
 
+def test_a_failed_read_goes_back_to_the_saved_position(migrated_db: SF, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """If reading fails midway (say the rejected file cannot be written), the records read
+    before the failure are read again, not skipped."""
+    w = SpoolWriter(tmp_path)
+    for i in range(3):
+        w.emit(cdr(i))
+    with open(w.segment, "ab") as f:
+        f.write(b"deadbeef [1]\n")  # a corrupt line: the reader will quarantine it
+    w.emit(cdr(3))
+    ing = CdrIngestor(migrated_db, tmp_path)
+    real = ing.reader._reject
+
+    def disk_full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ing.reader, "_reject", disk_full)
+    with pytest.raises(OSError):
+        ing.step()
+    assert count(migrated_db) == 0
+    monkeypatch.setattr(ing.reader, "_reject", real)
+    assert ing.step() == 4
+    assert [r["call_id"] for r in stored(migrated_db)] == [f"call-{i}@test" for i in range(4)]
+    assert len(read_rejected(tmp_path / REJECTED_FILE)) == 1
+    w.close()
+
+
 def test_a_database_not_ready_keeps_the_position_and_recovers(db_url: str, tmp_path: Path) -> None:
     sf = make_session_factory(make_engine(db_url))
     spool = tmp_path / "spool"

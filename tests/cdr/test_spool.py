@@ -122,14 +122,15 @@ def test_fsync_batches_and_synchronous_mode(tmp_path: Path) -> None:
     w0.close()
 
 
-def test_one_writer_per_directory_and_emit_after_close(tmp_path: Path) -> None:
+def test_one_writer_per_directory_and_emit_after_close(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     w = SpoolWriter(tmp_path)
     with pytest.raises(SpoolLocked):
         SpoolWriter(tmp_path)
     w.close()
     w.close()  # idempotent
-    with pytest.raises(spool.SpoolError):
-        w.emit(cdr(1))
+    with caplog.at_level(logging.ERROR, logger="cdr.spool"):
+        w.emit(cdr(1))  # too late to write: the whole line goes to the log instead
+    assert "after the spool was closed" in caplog.text and encode_record(cdr(1)).decode().strip() in caplog.text
     SpoolWriter(tmp_path).close()  # the lock was released
 
 
@@ -290,6 +291,17 @@ def test_corrupt_header_and_over_long_line(tmp_path: Path, monkeypatch: pytest.M
     assert [r.call_id for r in read_all(reader)] == ["call-1@test", "call-2@test"]  # today's columns
     reasons = [r["reason"] for r in read_rejected(tmp_path / REJECTED_FILE)]
     assert reasons == ["checksum mismatch", "line too long"]
+
+
+def test_a_value_json_cannot_encode_is_quarantined_not_lost(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    w = write(tmp_path, [cdr(1), cdr(2, duration_ms=Decimal("1.5")), cdr(3)])
+    w.close()
+    reader = SpoolReader(tmp_path)
+    assert [r.call_id for r in read_all(reader)] == ["call-1@test", "call-3@test"]
+    (item,) = read_rejected(tmp_path / REJECTED_FILE)
+    assert "duration_ms is not a 64-bit integer" in item["reason"] and b"call-2@test" in item["raw"]
 
 
 def test_decode_record_errors() -> None:

@@ -158,3 +158,19 @@ def test_stray_ack_and_stray_response_are_dropped(h: Harness, ua: UA) -> None:
     assert h.net.take() == []
     assert h.core.stats.dropped == 2
     h.assert_idle()
+
+
+def test_responses_carry_received_and_rport_for_the_real_source() -> None:
+    """RFC 3261 18.2.1 and RFC 3581 4: the answer tells the client where its request came from."""
+    from switch.call.core import stamp_received
+    from switch.sip.message import parse_message
+    from switch.transaction.peer import Peer
+
+    raw = (b"OPTIONS sip:switch.example.com SIP/2.0\r\n"
+           b"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKabc;rport, SIP/2.0/UDP proxy.example.com;branch=z9hG4bKp\r\n"
+           b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n"
+           b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    msg = parse_message(raw)
+    stamp_received(msg, Peer("udp", "203.0.113.9", 40000, 5060))
+    assert msg.headers["via"][0] == ("SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKabc;rport=40000;received=203.0.113.9,"
+                                     " SIP/2.0/UDP proxy.example.com;branch=z9hG4bKp")
