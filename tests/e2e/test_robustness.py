@@ -195,3 +195,31 @@ def test_deleted_device_loses_its_registration_within_a_second(tmp_path: Path, p
         assert "dropped 1 binding(s) of device" in sw.log()
     finally:
         sw.stop()
+
+
+def test_first_start_generates_an_admin_token_printed_once_and_stored_hashed(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    import httpx
+
+    sw = SwitchProcess(tmp_path / "token", env={"TRUNKLINE_ADMIN_TOKEN": ""})
+    sw.start()
+    try:
+        token_file = sw.workdir / "var" / "admin-token"
+        token = token_file.read_text().strip()
+        assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+        assert sw.log().count(token) == 1  # printed once
+        ok = httpx.get(f"{sw.base_url}/api/v1/customers", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+        bad = httpx.get(f"{sw.base_url}/api/v1/customers", headers={"Authorization": "Bearer wrong"})
+        assert bad.status_code == 401
+        assert sw.stop() == 0
+        sw.start()  # second start: nothing new printed, the same token still works
+        assert sw.log().count(token) == 1
+        again = httpx.get(f"{sw.base_url}/api/v1/customers", headers={"Authorization": f"Bearer {token}"})
+        assert again.status_code == 200
+    finally:
+        sw.stop()
+    # Only the token's hash is at rest.
+    assert token.encode() not in (sw.workdir / "var" / "trunkline.db").read_bytes()
