@@ -66,6 +66,26 @@ _REMOVE = 1
 _REMOVE_DEVICE = 2
 
 
+def upsert_sql(engine: Engine) -> str:
+    """The same upsert as driver-level SQL with named parameters in the driver's style.
+
+    Rows go to the DB-API's executemany directly: SQLAlchemy's per-row parameter processing
+    cost ~20 us a binding, which at thousands of REGISTERs a second competed with the switch
+    for the GIL.  Both SQLite (3.24+) and PostgreSQL accept this ON CONFLICT form.
+    """
+    style = engine.dialect.paramstyle
+    if style == "pyformat":
+        marks = [f"%({name})s" for name in _COLUMNS]
+    elif style in ("named", "qmark"):
+        # sqlite3 accepts :name placeholders with mapping parameters whatever its paramstyle.
+        marks = [f":{name}" for name in _COLUMNS]
+    else:
+        raise ValueError(f"unsupported paramstyle {style!r}")
+    updates = ", ".join(f"{name} = excluded.{name}" for name in _UPDATE_COLUMNS)
+    return (f"INSERT INTO registrations ({', '.join(_COLUMNS)}) VALUES ({', '.join(marks)}) "
+            f"ON CONFLICT (aor, contact) DO UPDATE SET {updates}")
+
+
 def upsert_statement(engine: Engine) -> Any:
     """INSERT .. ON CONFLICT (aor, contact) DO UPDATE for the engine's dialect."""
     dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
@@ -91,6 +111,7 @@ class DbBindingStore:
         self._session_factory = session_factory
         self._engine = engine_of(session_factory)
         self._upsert = upsert_statement(self._engine)
+        self._upsert_sql = upsert_sql(self._engine)
         self._flush_interval = flush_interval
         self._purge_interval = purge_interval
         self._purge_grace = purge_grace
@@ -248,7 +269,7 @@ class DbBindingStore:
                 # Before the upserts: a save that followed remove_device() must survive.
                 session.execute(delete(registrations).where(registrations.c.device_id.in_(devices)))
             if saves:
-                session.execute(self._upsert, saves)
+                session.connection().exec_driver_sql(self._upsert_sql, saves)
             if removes:
                 session.execute(_DELETE_ONE, removes)
 

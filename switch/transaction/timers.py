@@ -23,7 +23,15 @@ class TimerHandle:
         self.cancelled = False
 
     def cancel(self) -> None:
+        # Drop the callback too: it is usually a bound method of the object that holds this
+        # handle, and that reference cycle would otherwise wait for the garbage collector.
         self.cancelled = True
+        self.callback = _noop
+        self.args = ()
+
+
+def _noop(*_args: object) -> None:
+    return None
 
 
 class TimerQueue:
@@ -56,8 +64,9 @@ class TimerQueue:
             self.live -= 1
             if handle.cancelled:
                 continue
-            handle.cancelled = True  # a handle fires once; cancel() afterwards is harmless
-            handle.callback(*handle.args)
+            callback, args = handle.callback, handle.args
+            handle.cancel()  # a handle fires once; cancel() afterwards is harmless
+            callback(*args)
             ran += 1
         return ran
 
