@@ -85,12 +85,19 @@ class Party:
 
 
 class BLeg:
-    """One INVITE to one callee contact (a ClientOwner for its INVITE transaction)."""
+    """One INVITE to one callee contact (a ClientOwner for its INVITE transaction).
 
-    __slots__ = ("ack", "binding", "call", "cancel_pending", "dialog", "final", "local_final", "state", "tx")
+    When its call is over the leg is detached from it (``call`` becomes None) so that the call's
+    state is freed at once, not when the leg's INVITE transaction ends 32 s later (RFC 6026
+    Timer M); a detached leg still ACKs, and if need be BYEs, any 2xx that arrives (13.2.2.4).
+    """
+
+    __slots__ = ("ack", "binding", "call", "cancel_pending", "dialog", "final", "layer", "local_final", "state",
+                 "tx")
 
     def __init__(self, call: Call, binding: Binding) -> None:
-        self.call = call
+        self.call: Call | None = call
+        self.layer = call.core.layer
         self.binding = binding
         self.tx: ClientTransaction | None = None
         self.dialog: Dialog | None = None
@@ -101,11 +108,36 @@ class BLeg:
         self.ack: bytes | None = None  # the ACK for this leg's 2xx, once sent (resent on 2xx retransmits)
 
     def tx_response(self, tx: ClientTransaction, msg: SipMessage, now: float) -> None:
-        self.call.leg_response(self, msg, now)
+        call = self.call
+        if call is not None:
+            call.leg_response(self, msg, now)
+        elif msg.status < 200:
+            if self.cancel_pending and tx.state == "Proceeding":
+                # RFC 3261 9.1: the CANCEL decided before the callee's first provisional goes now.
+                self.cancel_pending = False
+                tx.cancel_request(now, IGNORE)
+        elif msg.status < 300:
+            self.late_2xx(msg, now)
 
     def tx_timeout(self, tx: ClientTransaction, now: float) -> None:
         self.local_final = True
-        self.call.leg_failed(self, 408, "Request Timeout", now)
+        if self.call is not None:
+            self.call.leg_failed(self, 408, "Request Timeout", now)
+
+    def late_2xx(self, msg: SipMessage, now: float) -> None:
+        """A 2xx after the call is over: ACK it (again) and, the first time, hang it up."""
+        dialog = self.dialog
+        if dialog is None:
+            return
+        if self.ack is not None:
+            self.layer.send_ack_2xx(self.ack, dialog.peer)
+            return
+        dialog.confirm_uac(msg)
+        ack = dialog.new_request("ACK", cseq=1)
+        self.ack = ack.to_bytes()
+        self.layer.send_ack_2xx(self.ack, dialog.peer)
+        bye = dialog.new_request("BYE", extra=[("Reason", 'Q.850;cause=16;text="Normal call clearing"')])
+        self.layer.send_request(bye, dialog.peer, IGNORE, now)
 
 
 class Relay:
@@ -542,6 +574,12 @@ class Call:
             return
         method = tx.request.method
         server_tx = relay.server_tx
+        if server_tx.state != "Trying" and server_tx.state != "Proceeding":
+            # Answered already: only a retransmitted 2xx of the far side needs anything (13.2.2.4:
+            # if the far side was ACKed, our ACK was lost: send it again).
+            if method == "INVITE" and 200 <= status < 300 and relay.far_ack is not None:
+                self.core.layer.send_ack_2xx(relay.far_ack, relay.to_dialog.peer)
+            return
         if method == "INVITE" and status >= 200:
             relay.to_dialog.invite_pending = False
             if status < 300:
@@ -556,12 +594,6 @@ class Call:
         resp = response_for(server_tx.request, status, msg.reason, headers=headers, body=msg.body)
         data = resp.to_bytes()
         if method == "INVITE" and 200 <= status < 300:
-            if server_tx.state == "Accepted":
-                # A retransmitted 2xx from the far side: our own 2xx is being retransmitted
-                # already; if the far side was ACKed, our ACK was lost: send it again (13.2.2.4).
-                if relay.far_ack is not None:
-                    self.core.layer.send_ack_2xx(relay.far_ack, relay.to_dialog.peer)
-                return
             server_tx.respond_bytes(data, status, now)
             p = self._retransmit_2xx(data, server_tx.resp_peer, server_tx.request.cseq_num, now, tx)
             self.pending[(id(relay.from_dialog), server_tx.request.cseq_num)] = p
@@ -614,6 +646,8 @@ class Call:
         for leg in self.legs:
             if leg.dialog is not None:
                 core.dialogs.pop((leg.dialog.call_id, leg.dialog.local_tag), None)
+        for leg in self.legs:
+            leg.call = None  # see BLeg: the call's state need not outlive the legs' transactions
         end_ms = core.wall_ms()
         self.end_ms = end_ms
         status, _reason = self.final or (500, "")

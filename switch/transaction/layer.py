@@ -87,8 +87,17 @@ def new_branch() -> str:
     return f"{_branch_prefix}{next(_branch_counter):x}"
 
 
-# What a finished non-INVITE server transaction keeps instead of its request (see respond_bytes).
-_RELEASED = SipMessage()
+class _NoOwner:
+    """The owner of a finished client transaction: nothing more reaches anyone."""
+
+    def tx_response(self, tx: ClientTransaction, msg: SipMessage, now: float) -> None:
+        return None
+
+    def tx_timeout(self, tx: ClientTransaction, now: float) -> None:
+        return None
+
+
+_NO_OWNER = _NoOwner()
 
 
 class ServerTransaction:
@@ -119,7 +128,7 @@ class ServerTransaction:
         if self.state in (COMPLETED, CONFIRMED, TERMINATED) or (self.state == ACCEPTED and status < 200):
             log.debug("response %d after final on %s ignored", status, self.key)
             return
-        if self.is_invite and status >= 200 and self.to_tag is None:
+        if self.is_invite and status >= 200 and self.state == PROCEEDING and self.to_tag is None:
             self.to_tag = response.to.tag
         data = response.to_bytes()
         self.respond_bytes(data, status, now)
@@ -165,10 +174,10 @@ class ServerTransaction:
                 self._terminate()
             else:
                 self._timer = layer.timers.schedule(now + 64 * cfg.t1, self._fire_j)
-                # For Timer J's 32 s only the answer is needed (17.2.2): drop the request and the
-                # TU's data so that thousands of finished REGISTERs hold a few hundred bytes each.
-                self.request = _RELEASED
-                self.app = None
+        # After the final answer only the response bytes and the key matter: release the TU's
+        # data and the request's headers (see SipMessage.release).
+        self.app = None
+        self.request.release()
 
     def _fire_trying(self, when: float) -> None:
         self._trying = None
@@ -325,6 +334,7 @@ class ClientTransaction:
                     self._cancel_timers()
                     self._timer = timers.schedule(now + 64 * cfg.t1, self._fire_end)
                     self.owner.tx_response(self, msg, now)
+                    self._release()
                 elif state == ACCEPTED:
                     self.owner.tx_response(self, msg, now)
                 return
@@ -339,6 +349,7 @@ class ClientTransaction:
                 else:
                     self._timer = timers.schedule(now + 32.0, self._fire_end)
                 self.owner.tx_response(self, msg, now)
+                self._release()
             elif state == COMPLETED and self.ack is not None:
                 self.layer.sender.send(self.ack, self.peer)  # 17.1.1.2: re-ACK retransmitted finals
             return
@@ -356,6 +367,19 @@ class ClientTransaction:
         else:
             self._timer = timers.schedule(now + cfg.t4, self._fire_end)
         self.owner.tx_response(self, msg, now)
+        self._release()
+
+    def _release(self) -> None:
+        """After the final answer the request is never sent again: keep only what identifies it.
+
+        The owner stays only on an INVITE in Accepted, which passes 2xx retransmissions up
+        (RFC 6026 8.4) for the owner to ACK again; everything else is absorbed here.
+        """
+        self.data = b""
+        self.request.release()
+        if self.state != ACCEPTED:
+            self.owner = _NO_OWNER
+            self.app = None
 
     def _build_ack(self, response: SipMessage) -> bytes:
         """ACK for a non-2xx final (RFC 3261 section 17.1.1.3)."""
