@@ -85,6 +85,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["rate"]:
+        # The file-based batch rater owns its arguments (docs/rating.md): hand them over whole.
+        from rating.batch import main as rate_main
+
+        return rate_main(args_list[1:])
     parser = argparse.ArgumentParser(prog="trunkline", description="Trunkline softswitch")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start the switch (SIP, registrar, B2BUA, admin API)")
@@ -96,10 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     bil.add_argument("--parent-pid", type=int, default=None,
                      help="stop when this process is gone (set by `trunkline run` for its child)")
     bil.set_defaults(func=cmd_billing)
+    sub.add_parser("rate", help="rate a directory of CDRs and tariffs: trunkline rate --input DIR --output DIR "
+                                "(see `trunkline rate --help`)")
     mig = sub.add_parser("migrate", help="create or upgrade the database schema")
     mig.add_argument("--config")
     mig.set_defaults(func=cmd_migrate)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     result: int = args.func(args)
     return result
 
