@@ -53,6 +53,7 @@ _COLUMNS = (
     "params",
 )
 _UPDATE_COLUMNS = _COLUMNS[2:]  # everything but the conflict key
+_DEVICE_ID = _COLUMNS.index("device_id")
 
 _DELETE_ONE = delete(registrations).where(
     registrations.c.aor == bindparam("b_aor"), registrations.c.contact == bindparam("b_contact")
@@ -67,22 +68,21 @@ _REMOVE_DEVICE = 2
 
 
 def upsert_sql(engine: Engine) -> str:
-    """The same upsert as driver-level SQL with named parameters in the driver's style.
+    """The same upsert as driver-level SQL with positional parameters in the driver's style.
 
-    Rows go to the DB-API's executemany directly: SQLAlchemy's per-row parameter processing
-    cost ~20 us a binding, which at thousands of REGISTERs a second competed with the switch
-    for the GIL.  Both SQLite (3.24+) and PostgreSQL accept this ON CONFLICT form.
+    Rows go to the DB-API cursor's executemany as the tuples saved() enqueued: SQLAlchemy's
+    per-row parameter processing cost ~20 us a binding and held the GIL the switch needs at
+    thousands of REGISTERs a second.  SQLite (3.24+) and PostgreSQL both accept this ON CONFLICT.
     """
     style = engine.dialect.paramstyle
-    if style == "pyformat":
-        marks = [f"%({name})s" for name in _COLUMNS]
-    elif style in ("named", "qmark"):
-        # sqlite3 accepts :name placeholders with mapping parameters whatever its paramstyle.
-        marks = [f":{name}" for name in _COLUMNS]
+    if style == "qmark":
+        mark = "?"
+    elif style in ("format", "pyformat"):
+        mark = "%s"
     else:
         raise ValueError(f"unsupported paramstyle {style!r}")
     updates = ", ".join(f"{name} = excluded.{name}" for name in _UPDATE_COLUMNS)
-    return (f"INSERT INTO registrations ({', '.join(_COLUMNS)}) VALUES ({', '.join(marks)}) "
+    return (f"INSERT INTO registrations ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))}) "
             f"ON CONFLICT (aor, contact) DO UPDATE SET {updates}")
 
 
@@ -116,8 +116,8 @@ class DbBindingStore:
         self._purge_interval = purge_interval
         self._purge_grace = purge_grace
         self._ops: deque[tuple[int, Any]] = deque()
-        # Coalesced, not yet written: (aor, contact) -> row dict (save) or None (remove).
-        self._pending: dict[tuple[str, str], dict[str, Any] | None] = {}
+        # Coalesced, not yet written: (aor, contact) -> row tuple in _COLUMNS order (save) or None.
+        self._pending: dict[tuple[str, str], tuple[Any, ...] | None] = {}
         self._pending_devices: set[int] = set()
         self._flush_lock = threading.Lock()  # the thread's periodic flush vs. flush()/close()
         self._stop = threading.Event()
@@ -232,13 +232,13 @@ class DbBindingStore:
             except IndexError:
                 return
             if kind == _SAVE:
-                pending[(payload[0], payload[1])] = dict(zip(_COLUMNS, payload, strict=True))
+                pending[(payload[0], payload[1])] = payload
             elif kind == _REMOVE:
                 pending[payload] = None
             else:
                 # Saves of this device so far are superseded by the removal; removals of single
                 # contacts stay (harmless) so that no ordering question arises.
-                for key in [k for k, row in pending.items() if row is not None and row["device_id"] == payload]:
+                for key in [k for k, row in pending.items() if row is not None and row[_DEVICE_ID] == payload]:
                     del pending[key]
                 self._pending_devices.add(payload)
 
@@ -263,18 +263,24 @@ class DbBindingStore:
         self._pending_devices.clear()
         return len(saves) + len(removes) + len(devices)
 
-    def _execute(self, *, devices: list[int], saves: list[dict[str, Any]], removes: list[dict[str, Any]]) -> None:
+    def _execute(self, *, devices: list[int], saves: list[tuple[Any, ...]], removes: list[dict[str, Any]]) -> None:
         with self._session_factory.begin() as session:
             if devices:
                 # Before the upserts: a save that followed remove_device() must survive.
                 session.execute(delete(registrations).where(registrations.c.device_id.in_(devices)))
             if saves:
-                session.connection().exec_driver_sql(self._upsert_sql, saves)
+                dbapi = session.connection().connection.dbapi_connection
+                assert dbapi is not None
+                cursor = dbapi.cursor()
+                try:
+                    cursor.executemany(self._upsert_sql, saves)
+                finally:
+                    cursor.close()
             if removes:
                 session.execute(_DELETE_ONE, removes)
 
     def _execute_singly(
-        self, *, devices: list[int], saves: list[dict[str, Any]], removes: list[dict[str, Any]]
+        self, *, devices: list[int], saves: list[tuple[Any, ...]], removes: list[dict[str, Any]]
     ) -> None:
         batches: list[dict[str, Any]] = [
             *({"devices": [d], "saves": [], "removes": []} for d in devices),
