@@ -104,8 +104,10 @@ class Switch:
                 await asyncio.wait_for(self.api_task, timeout=5)
         await self.transports.stop()
         self.watcher.stop()
-        # Flush what the switch handed over: bindings to the database, CDRs to disk (the billing
-        # sidecar takes them from the spool).
+        # Flush what the switch handed over: bindings to the database (with the refreshes held
+        # back, see RegistrarConfig.refresh_lag_ratio), CDRs to disk (the billing sidecar takes
+        # them from the spool).
+        self.registrar.persist_all()
         self.bindings.close()
         self.cdrs.close()
         for registry, collector in self.collectors:

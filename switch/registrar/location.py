@@ -29,6 +29,9 @@ class Binding:
     user_agent: str = ""
     conn_id: int | None = None  # the TCP connection it arrived on, while that connection lives
     params: str = ""  # contact-params other than expires/q, kept verbatim (e.g. +sip.instance)
+    # The expiry the store last received for this binding (see Registrar: refreshes that change
+    # nothing but the expiry are written back only once the stored copy falls behind).
+    stored_expires_at: float = 0.0
 
 
 class BindingSink(Protocol):

@@ -35,6 +35,14 @@ class RegistrarConfig:
     max_expires: int = 3600
     default_expires: int = 3600
     max_contacts: int = 10  # per AOR; more are refused (403) rather than silently dropped
+    # A refresh that changes nothing but the expiry (same address, transport, flow, parameters)
+    # is written to the store only once the stored expiry has fallen this share of the binding's
+    # interval behind (and at least refresh_lag_min seconds).  New bindings, removals and any
+    # change of where the device is reached are written at once.  Bounds the write rate of
+    # phones that re-register far more often than their expiry needs; a crash can make a
+    # restored binding expire early by at most this lag (the device re-registers in time).
+    refresh_lag_ratio: float = 0.25
+    refresh_lag_min: float = 30.0
 
 
 @dataclass(slots=True)
@@ -73,8 +81,20 @@ class Registrar:
         now = self._wall()
         for b in bindings:
             if b.expires_at > now:
+                b.stored_expires_at = b.expires_at
                 self.bindings.setdefault(b.aor, []).append(b)
                 self.count += 1
+
+    def persist_all(self) -> int:
+        """Hand every binding whose stored copy lags behind to the sink (at shutdown)."""
+        n = 0
+        for bindings in self.bindings.values():
+            for b in bindings:
+                if b.stored_expires_at != b.expires_at:
+                    b.stored_expires_at = b.expires_at
+                    self.sink.saved(b)
+                    n += 1
+        return n
 
     def lookup(self, aor: str) -> list[Binding]:
         """Current bindings of an AOR, best q first (RFC 3261 section 16.6: q orders targets)."""
@@ -262,7 +282,12 @@ class Registrar:
                                 transport=peer.transport, local_port=peer.local_port, q=q, user_agent=ua,
                                 conn_id=peer.conn_id, params=params)
                     self.count += 1
+                    saves.append(b)
                 else:
+                    moved = (b.contact != s.contact or b.device_id != device_id or b.source_ip != peer.ip
+                             or b.source_port != peer.port or b.transport != peer.transport
+                             or b.local_port != peer.local_port or b.conn_id != peer.conn_id or b.q != q
+                             or b.params != params or b.user_agent != ua)
                     if b.contact != s.contact:
                         # The same binding written differently: the store is keyed by the text.
                         self.sink.removed(b.aor, b.contact)
@@ -277,10 +302,13 @@ class Registrar:
                     b.q = q
                     b.user_agent = ua
                     b.params = params
-                saves.append(b)
+                    lag = b.expires_at - b.stored_expires_at
+                    if moved or lag > max(cfg.refresh_lag_min, cfg.refresh_lag_ratio * expires):
+                        saves.append(b)
             assert b is not None
             live.append(b)
         for b in saves:
+            b.stored_expires_at = b.expires_at
             self.sink.saved(b)
         if live:
             self.bindings[aor] = live

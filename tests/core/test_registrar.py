@@ -544,3 +544,39 @@ def test_allowed_sources_accept_addresses_and_networks() -> None:
     assert source_allowed("2001:db8:1::5", allowed)
     assert not source_allowed("192.0.2.8", allowed)
     assert not source_allowed("not-an-ip", allowed)
+
+
+# -- write-back of refreshes -----------------------------------------------------------------------
+
+
+def test_pure_refreshes_are_written_back_only_when_the_stored_copy_lags(h: Harness, alice: UA) -> None:
+    """A refresh that changes nothing but the expiry is held back (RegistrarConfig.refresh_lag_*)."""
+    assert alice.register(expires=3600).status == 200  # type: ignore[union-attr]
+    assert len(h.bindings.saved_) == 1  # a new binding is written at once
+    h.advance(60)
+    assert alice.register(expires=3600).status == 200  # type: ignore[union-attr]
+    assert len(h.bindings.saved_) == 1  # 60 s behind out of 3600: held back (lag 25 % = 900 s)
+    h.advance(900)
+    assert alice.register(expires=3600).status == 200  # type: ignore[union-attr]
+    assert len(h.bindings.saved_) == 2  # now 960 s behind: written
+    assert h.bindings.saved_[-1].expires_at == h.registrar.lookup("alice")[0].expires_at
+
+
+def test_a_refresh_from_a_new_address_is_written_at_once(h: Harness) -> None:
+    first = h.ua("alice", ALICE_IP, 5061)
+    assert first.register(expires=3600).status == 200  # type: ignore[union-attr]
+    h.advance(10)
+    moved = h.ua("alice", ALICE_IP, 5071)  # same phone, NAT gave it another port
+    same_contact = [f"<{first.contact_uri}>"]
+    assert moved.register(expires=3600, contacts=same_contact).status == 200  # type: ignore[union-attr]
+    assert [b.source_port for b in h.bindings.saved_] == [5061, 5071]
+
+
+def test_held_back_refreshes_are_written_at_shutdown(h: Harness, alice: UA) -> None:
+    assert alice.register(expires=3600).status == 200  # type: ignore[union-attr]
+    h.advance(60)
+    assert alice.register(expires=3600).status == 200  # type: ignore[union-attr]
+    assert len(h.bindings.saved_) == 1
+    assert h.registrar.persist_all() == 1
+    assert h.bindings.saved_[-1].expires_at == h.registrar.lookup("alice")[0].expires_at
+    assert h.registrar.persist_all() == 0
