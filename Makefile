@@ -54,8 +54,11 @@ pytest: install-dev system-deps
 
 test: system-deps install-dev lint typecheck importlint pytest
 
+## The switch against sippy and Kamailio in one run (~25 min); figures go in docs/benchmarks.md.
 bench: install-dev system-deps
-	$(BIN)/python -m benchmarks.run_all
+	@command -v kamailio >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq kamailio; }
+	$(BIN)/python -m benchmarks.bench_switch
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

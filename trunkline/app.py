@@ -58,12 +58,13 @@ class SwitchCollector(Collector):
         yield GaugeMetricFamily("trunkline_calls_in_progress", "Call attempts being set up or up",
                                 value=len(core.calls))
         yield GaugeMetricFamily("trunkline_transactions", "Live SIP transactions", value=len(core.layer))
+        # The exporter runs on an API worker thread: every dict is copied in one C call first.
         responses = CounterMetricFamily("trunkline_sip_responses", "SIP responses sent by the switch", labels=["code"])
-        for code, n in sorted(core.stats.responses.items()):
+        for code, n in sorted(dict(core.stats.responses).items()):
             responses.add_metric([str(code)], n)
         yield responses
         requests = CounterMetricFamily("trunkline_sip_requests", "SIP requests received", labels=["method"])
-        for method, n in sorted(core.stats.requests.items()):
+        for method, n in sorted(dict(core.stats.requests).items()):
             requests.add_metric([method[:32]], n)
         yield requests
         yield CounterMetricFamily("trunkline_sip_parse_errors", "Malformed SIP messages received",
@@ -166,6 +167,7 @@ async def _start_switch(settings: Settings, cdrs: SpoolWriter, registry: Collect
     transports = SipTransports(
         ListenConfig(host=sip.host, ports=tuple(sip.ports), udp=sip.udp, tcp=sip.tcp,
                      max_message_size=sip.max_message_size, max_tcp_connections=sip.max_tcp_connections,
+                     max_tcp_per_ip=sip.max_tcp_per_ip, tcp_idle_timeout=sip.tcp_idle_timeout,
                      advertised_host=sip.advertised_host),
         timers, loop)
     digest = DigestAuthenticator(secret=_nonce_secret(settings), algorithms=a.algorithms, nonce_ttl=a.nonce_ttl)

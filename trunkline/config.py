@@ -34,6 +34,8 @@ class SipSettings(_Section):
     t4: float = Field(5.0, gt=0)
     max_message_size: int = Field(65535, ge=1024)
     max_tcp_connections: int = Field(10000, ge=1)
+    max_tcp_per_ip: int = Field(200, ge=1)
+    tcp_idle_timeout: float = Field(3900.0, gt=0)
 
     @field_validator("ports")
     @classmethod

@@ -41,7 +41,7 @@ from switch.dialog.dialog import UAC, Dialog, outgoing_request
 from switch.registrar.location import Binding
 from switch.sip.errors import SipError
 from switch.sip.message import SipMessage, response_for
-from switch.sip.uri import parse_uri
+from switch.sip.uri import format_uri, parse_uri
 from switch.transaction.layer import ClientTransaction, ServerTransaction, new_branch
 from switch.transaction.peer import Peer
 from switch.transaction.timers import TimerHandle
@@ -193,7 +193,7 @@ class _Pending2xx:
 
 class Call:
     __slots__ = (
-        "_cdr_done", "_no_answer", "a_2xx", "a_dialog", "a_msg", "a_peer", "a_tag", "a_tx", "answer_ms",
+        "_cdr_done", "_no_answer", "a_2xx", "a_dialog", "a_msg", "a_peer", "a_tag", "a_tx", "answer_mono", "answer_ms",
         "b_dialog", "callee", "caller", "core", "dialled", "end_ms", "final", "hangup_by", "legs", "pending",
         "source_ip", "start_ms", "state", "winner",
     )
@@ -215,6 +215,7 @@ class Call:
         self.state = ROUTING
         self.start_ms = core.wall_ms()
         self.answer_ms: int | None = None
+        self.answer_mono: float | None = None
         self.end_ms: int | None = None
         self.final: tuple[int, str] | None = None
         self.hangup_by = HANGUP_SWITCH
@@ -267,11 +268,12 @@ class Call:
             values = ah.get(key)
             if values:
                 fields[key] = list(values)
-        req = outgoing_request("INVITE", b.contact, transport="TCP" if peer.transport == "tcp" else "UDP", host=host,
+        target = request_target(b.contact)
+        req = outgoing_request("INVITE", target, transport="TCP" if peer.transport == "tcp" else "UDP", host=host,
                                port=port, branch=branch, headers=fields, call_id=call_id, cseq=1, body=a.body)
         leg.dialog = Dialog(role=UAC, call_id=call_id, local_tag=from_tag, remote_tag=None, local=from_value,
-                            remote=to_value, remote_target=b.contact, route_set=[], peer=peer, local_seq=1,
-                            remote_seq=None, via_host=host, via_port=port)
+                            remote=to_value, remote_target=target, route_set=[], peer=peer, local_seq=1,
+                            remote_seq=None, via_host=host, via_port=port, remote_ip=b.source_ip)
         tx = core.layer.send_request(req, peer, leg, now, branch=branch)
         if tx is None:
             leg.state = LEG_DONE
@@ -343,6 +345,7 @@ class Call:
         self.b_dialog = dialog
         self.state = ANSWERED_STATE
         self.answer_ms = self.core.wall_ms()
+        self.answer_mono = self.core.mono()
         if self._no_answer is not None:
             self._no_answer.cancel()
             self._no_answer = None
@@ -483,10 +486,11 @@ class Call:
         for leg in self.legs:
             if leg.state in (LEG_CALLING, LEG_EARLY):
                 self._cancel_leg(leg, now)
-        self._fail(480, "No Answer", now, by=HANGUP_SWITCH, disposition=NO_ANSWER)
+        # Q.850 cause 19, "no answer from user (user alerted)": it rang, nobody answered.
+        self._fail(480, "No Answer", now, by=HANGUP_SWITCH, disposition=NO_ANSWER, q850=19)
 
     def _fail(self, status: int, reason: str, now: float, *, by: str, cancelled: bool = False,
-              disposition: str | None = None) -> None:
+              disposition: str | None = None, q850: int | None = None) -> None:
         if self.state == ENDED:
             return
         self.state = ENDED
@@ -498,7 +502,7 @@ class Call:
         self.a_tx.respond(resp, now)
         self.core.stats.response(status)
         self.final = (status, reason)
-        self._finish(disposition or disposition_for_sip(status, cancelled=cancelled))
+        self._finish(disposition or disposition_for_sip(status, cancelled=cancelled), q850=q850)
 
     # -- in-dialog ----------------------------------------------------------------------------
     def other(self, dialog: Dialog) -> Dialog | None:
@@ -558,8 +562,15 @@ class Call:
             for value in mh.get(key, ()):
                 extra.append((key, value))
         contact = core.contact_for(far.peer) if method in ("INVITE", "UPDATE", "SUBSCRIBE", "REFER") else None
+        mf = msg.max_forwards if msg.max_forwards is not None else 70
+        if mf <= 0:
+            # The relayed request counts as a hop too: an in-dialog loop ends here (16.3 item 2).
+            if method == "INVITE":
+                far.invite_pending = False
+            core.reply(tx, 483, "Too Many Hops", now)
+            return
         req = far.new_request(method, contact=contact, body=msg.body, content_type=msg.get("content-type"),
-                              extra=extra)
+                              extra=extra, max_forwards=min(mf, 70) - 1)
         relay = Relay(self, tx, dialog, far)
         tx.app = relay
         sent = core.layer.send_request(req, far.peer, relay, now)
@@ -634,7 +645,7 @@ class Call:
         if leg.dialog is not None and leg is not self.winner:
             self.core.dialogs.pop((leg.dialog.call_id, leg.dialog.local_tag), None)
 
-    def _finish(self, disposition: str) -> None:
+    def _finish(self, disposition: str, *, q850: int | None = None) -> None:
         """Unhook the call from the switch and emit its CDR (exactly once)."""
         if self._cdr_done:
             return
@@ -652,7 +663,14 @@ class Call:
         self.end_ms = end_ms
         status, _reason = self.final or (500, "")
         answer = self.answer_ms
-        duration = end_ms - answer if answer is not None else 0
+        if answer is not None and self.answer_mono is not None:
+            # The duration is measured on the monotonic clock (a wall-clock step during the call
+            # must not change what is billed); the end instant follows from it.
+            duration = max(0, round((core.mono() - self.answer_mono) * 1000))
+            end_ms = answer + duration
+            self.end_ms = end_ms
+        else:
+            duration = 0
         record = CdrRecord(
             call_id=self.a_msg.call_id,
             customer_id=self.caller.customer_id,
@@ -665,7 +683,7 @@ class Call:
             end_ms=end_ms,
             duration_ms=max(0, duration),
             sip_code=status,
-            q850_cause=q850_for_sip(status),
+            q850_cause=q850 if q850 is not None else q850_for_sip(status),
             disposition=disposition,
             direction=DIRECTION_INTERNAL,
             call_type=CALL_TYPE_EXTENSION,
@@ -689,6 +707,23 @@ def _best_leg(legs: list[BLeg]) -> BLeg | None:
         return (code // 100, pref)
 
     return min(legs, key=rank) if legs else None
+
+
+def request_target(contact: str) -> str:
+    """A registered Contact as a Request-URI: without URI headers or a method parameter, which a
+    Request-URI must not carry (RFC 3261 19.1.5, table 1)."""
+    if "?" not in contact and ";method=" not in contact.lower():
+        return contact
+    try:
+        uri = parse_uri(contact)
+    except SipError:
+        return contact
+    if not uri.is_sip:
+        return contact
+    uri.headers = None
+    uri.params.pop("method", None)
+    uri.raw = ""
+    return format_uri(uri)
 
 
 def binding_peer(b: Binding) -> Peer:

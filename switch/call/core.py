@@ -30,14 +30,13 @@ from switch.transaction.layer import (
     ServerTransaction,
     TimerConfig,
     TransactionLayer,
-    new_branch,
 )
 from switch.transaction.peer import Peer, Sender, response_peer
 from switch.transaction.timers import TimerQueue
 
 log = logging.getLogger("trunkline.core")
 
-_OUR_BRANCH = new_branch().rsplit(".", 1)[0] + "."  # the per-process prefix of every branch we make
+_OUR_BRANCH = ids.BRANCH_PREFIX  # the per-process prefix of every branch we make
 KNOWN_METHODS = frozenset(
     ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "UPDATE", "INFO", "PRACK", "SUBSCRIBE",
      "NOTIFY", "PUBLISH", "MESSAGE", "REFER")
@@ -69,6 +68,17 @@ class Stats:
 
     def response(self, code: int) -> None:
         self.responses[code] = self.responses.get(code, 0) + 1
+
+
+_CALLER_ID_RE = re.compile(r"[0-9A-Za-z+*#._-]{1,64}")
+
+
+def _clean_display(display: str | None) -> str | None:
+    """A display name without control characters, at most 64 characters, or None."""
+    if not display:
+        return None
+    cleaned = "".join(ch for ch in display if ch >= " " and ch != "\x7f")[:64].strip()
+    return cleaned or None
 
 
 _RPORT_RE = re.compile(r";[ \t]*rport(?=[ \t]*(?:;|$))", re.I)
@@ -149,26 +159,49 @@ class SwitchCore:
             return
         blocked = self.blocked
         if blocked and peer.ip in blocked:
-            if blocked[peer.ip] > now:
+            if blocked[peer.ip] <= now:
+                del blocked[peer.ip]
+            elif msg.to.tag is None and self.directory.ip_device_by_source(peer.ip, peer.port) is None:
+                # A blocked source loses new requests only: calls already up (in-dialog requests)
+                # and a trunk provisioned on the same address keep working.
                 self.stats.dropped += 1
                 return
-            del blocked[peer.ip]
         requests = self.stats.requests
         method = msg.method
-        requests[method] = requests.get(method, 0) + 1
+        label = method if method in KNOWN_METHODS else "other"  # peers must not grow our metrics
+        requests[label] = requests.get(label, 0) + 1
         via = msg.via
-        if via is not None and (via.host != peer.ip or "rport" in via.params) and not peer.reliable:
+        if via is not None and (via.host != peer.ip or "rport" in via.params):
             stamp_received(msg, peer)
-        if method == "REGISTER" and "authorization" not in msg.headers and self._check_request(msg) is None:
-            # RFC 3261 8.2.7: a challenge needs no transaction state (a retransmission gets another).
-            try:
-                resp = self.registrar.challenge(msg)
-            except SipError as exc:
-                resp = response_for(msg, 400, exc.reason, to_tag=self.new_tag())
-            self.sender.send(resp.to_bytes(), response_peer(msg.via, peer))
-            self.stats.response(resp.status)
+        if ((method == "REGISTER" and "authorization" not in msg.headers) or (
+                method == "INVITE" and "proxy-authorization" not in msg.headers and msg.to.tag is None
+                and self.directory.ip_device_by_source(peer.ip, peer.port) is None)) \
+                and self._challenge_statelessly(msg, peer):
             return
         self.layer.receive_request(msg, peer, now)
+
+    def _challenge_statelessly(self, msg: SipMessage, peer: Peer) -> bool:
+        """Answer a request without credentials with a challenge and no transaction state.
+
+        RFC 3261 8.2.7: challenges are what stateless UAS behaviour is for.  A retransmission
+        gets a fresh challenge.  Besides saving a transaction for half of all REGISTERs and
+        INVITEs, it keeps the switch from amplifying a spoofed INVITE: a stateful 407 would be
+        retransmitted by Timer G a dozen times to whatever address the packet claimed.
+        """
+        if self._check_request(msg) is not None:
+            return False  # let the transaction path give the precise refusal
+        try:
+            if msg.method == "REGISTER":
+                resp = self.registrar.challenge(msg)
+            else:
+                decision = self.auth.challenge(msg, self.wall(), proxy=True)
+                resp = response_for(msg, decision.status, decision.reason, to_tag=self.new_tag(),
+                                    headers=decision.headers or ())
+        except SipError as exc:
+            resp = response_for(msg, 400, exc.reason, to_tag=self.new_tag())
+        self.sender.send(resp.to_bytes(), response_peer(msg.via, peer))
+        self.stats.response(resp.status)
+        return True
 
     def parse_failed(self, err: SipError, peer: Peer) -> None:
         self.stats.parse_errors += 1
@@ -188,14 +221,19 @@ class SwitchCore:
 
     def _request(self, tx: ServerTransaction | None, msg: SipMessage, peer: Peer, now: float) -> None:
         if tx is None:
-            self._ack(msg, now)
+            self._ack(msg, peer, now)
             return
         method = msg.method
         to_tag = msg.to.tag
         if to_tag is not None and method != "CANCEL":
             entry = self.dialogs.get((msg.call_id, to_tag))
-            if entry is None:
-                # RFC 3261 12.2.2: a request in a dialog we do not know.
+            if entry is None or entry[1].remote_ip != peer.ip:
+                # RFC 3261 12.2.2: a request in a dialog we do not know.  A request naming a dialog
+                # but coming from another address than the dialog's peer is answered the same way:
+                # knowing a Call-ID and tags must not let a stranger end or redirect a call.
+                if entry is not None:
+                    log.warning("%s for Call-ID %s from %s, not from its peer %s: refused", method,
+                                msg.call_id, peer.ip, entry[1].remote_ip)
                 self.reply(tx, 481, "Call/Transaction Does Not Exist", now)
                 return
             call, dialog = entry
@@ -305,8 +343,13 @@ class SwitchCore:
         ip_dev = directory.ip_device_by_source(peer.ip, peer.port)
         if ip_dev is not None and ip_dev.active:
             from_user = msg.from_.parsed_uri.user_unescaped if msg.from_.parsed_uri.is_sip else None
+            # The PBX's caller number goes into the callee's From: only a plain number or name may
+            # cross (an escaped CRLF would otherwise inject header lines into the other leg).
+            if from_user is not None and _CALLER_ID_RE.fullmatch(from_user) is None:
+                from_user = None
             caller = Party(customer_id=ip_dev.customer_id, device_id=None, ip_device_id=ip_dev.id,
-                           number=ip_dev.caller_number or from_user or "anonymous", display=msg.from_.display)
+                           number=ip_dev.caller_number or from_user or "anonymous",
+                           display=_clean_display(msg.from_.display))
             tech_prefix = ip_dev.tech_prefix
         else:
             decision = self.auth.authenticate(msg, peer, self.wall(), proxy=True)
@@ -392,10 +435,10 @@ class SwitchCore:
             inv.respond(response_for(inv.request, 487, "Request Terminated", to_tag=tag), now)
             self.stats.response(487)
 
-    def _ack(self, msg: SipMessage, now: float) -> None:
+    def _ack(self, msg: SipMessage, peer: Peer, now: float) -> None:
         tag = msg.to.tag
         entry = self.dialogs.get((msg.call_id, tag)) if tag else None
-        if entry is None:
+        if entry is None or entry[1].remote_ip != peer.ip:
             self.stats.dropped += 1
             return
         call, dialog = entry

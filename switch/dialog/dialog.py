@@ -47,13 +47,14 @@ def outgoing_request(method: str, uri: str, *, transport: str, host: str, port: 
 
 class Dialog:
     __slots__ = (
-        "call_id", "invite_pending", "local", "local_seq", "local_tag", "peer", "remote", "remote_seq",
+        "call_id", "invite_pending", "local", "local_seq", "local_tag", "peer", "remote", "remote_ip", "remote_seq",
         "remote_tag", "remote_target", "role", "route_set", "via_host", "via_port",
     )
 
     def __init__(self, *, role: str, call_id: str, local_tag: str, remote_tag: str | None,
                  local: str, remote: str, remote_target: str, route_set: list[str], peer: Peer,
-                 local_seq: int, remote_seq: int | None, via_host: str, via_port: int) -> None:
+                 local_seq: int, remote_seq: int | None, via_host: str, via_port: int,
+                 remote_ip: str | None = None) -> None:
         self.role = role
         self.call_id = call_id
         self.local_tag = local_tag
@@ -68,6 +69,9 @@ class Dialog:
         self.via_host = via_host
         self.via_port = via_port
         self.invite_pending = False  # an INVITE of ours in this dialog awaits its final answer
+        # The address the peer's requests come from: requests in this dialog from anywhere else
+        # are refused (the Call-ID and tags are not a password).
+        self.remote_ip = remote_ip if remote_ip is not None else peer.ip
 
     @classmethod
     def as_uas(cls, request: SipMessage, local_tag: str, peer: Peer, via_host: str, via_port: int) -> Dialog:
@@ -109,12 +113,13 @@ class Dialog:
 
     def new_request(self, method: str, *, contact: str | None = None, body: bytes = b"",
                     content_type: str | None = None, extra: list[tuple[str, str]] | None = None,
-                    cseq: int | None = None, branch: str | None = None) -> SipMessage:
+                    cseq: int | None = None, branch: str | None = None, max_forwards: int = 70) -> SipMessage:
         """A request inside this dialog (RFC 3261 section 12.2.1.1)."""
         if cseq is None:
             self.local_seq += 1
             cseq = self.local_seq
-        fields: dict[str, list[str]] = {"max-forwards": ["70"], "from": [self.local], "to": [self.remote]}
+        fields: dict[str, list[str]] = {"max-forwards": [str(max_forwards)], "from": [self.local],
+                                        "to": [self.remote]}
         if self.route_set:
             fields["route"] = list(self.route_set)
         if contact is not None:

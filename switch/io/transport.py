@@ -41,7 +41,10 @@ class ListenConfig:
     tcp: bool = True
     max_message_size: int = DEFAULT_MAX_SIZE
     max_tcp_connections: int = 10000
-    tcp_idle_timeout: float = 3600.0
+    max_tcp_per_ip: int = 200  # one office's phones behind one NAT; a flood from one address stops here
+    # A TCP connection with no traffic either way for this long is closed.  Longer than the
+    # registrar's max_expires: a phone refreshes its registration over its connection in time.
+    tcp_idle_timeout: float = 3900.0
     advertised_host: str | None = None  # the address written into Via/Contact; default: bound address
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -87,12 +90,18 @@ class _TcpProtocol(asyncio.Protocol):
             log.warning("TCP connection limit reached; refusing %s", transport.get_extra_info("peername"))
             transport.abort()
             return
+        addr = transport.get_extra_info("peername")
+        ip = str(addr[0])
+        if owner.per_ip.get(ip, 0) >= owner.config.max_tcp_per_ip:
+            log.warning("TCP connection limit per address reached; refusing %s", ip)
+            transport.abort()
+            return
+        owner.per_ip[ip] = owner.per_ip.get(ip, 0) + 1
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        addr = transport.get_extra_info("peername")
         self.conn_id = owner._next_conn_id()
         self.peer = Peer("tcp", str(addr[0]), int(addr[1]), self.local_port, self.conn_id)
         owner.connections[self.conn_id] = self
@@ -119,6 +128,12 @@ class _TcpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         owner = self.owner
+        if self.peer is not None:
+            left = owner.per_ip.get(self.peer.ip, 0) - 1
+            if left > 0:
+                owner.per_ip[self.peer.ip] = left
+            else:
+                owner.per_ip.pop(self.peer.ip, None)
         if owner.connections.get(self.conn_id) is self:
             del owner.connections[self.conn_id]
         if self.peer is not None and owner.by_addr.get((self.peer.ip, self.peer.port)) == self.conn_id:
@@ -139,6 +154,9 @@ class SipTransports:
         self.tcp_servers: list[asyncio.Server] = []
         self.connections: dict[int, _TcpProtocol] = {}
         self.by_addr: dict[tuple[str, int], int] = {}
+        self.per_ip: dict[str, int] = {}  # open TCP connections per remote address
+        self._reaper: asyncio.TimerHandle | None = None
+        self._local_for: dict[str, str] = {}  # peer ip -> our address on the route to it
         self._conn_seq = 0
         self._armed: asyncio.TimerHandle | None = None
         self._armed_at: float | None = None
@@ -178,10 +196,23 @@ class SipTransports:
                 self.tcp_servers.append(server)
                 self.bound.append(("tcp", cfg.host, port))
         log.info("SIP listening on %s", ", ".join(f"{t}:{h}:{p}" for t, h, p in self.bound))
+        if cfg.tcp:
+            self._reaper = loop.call_later(60.0, self._reap_idle)
+
+    def _reap_idle(self) -> None:
+        """Close TCP connections idle longer than tcp_idle_timeout (no keep-alive, no SIP)."""
+        limit = time.monotonic() - self.config.tcp_idle_timeout
+        for conn in list(self.connections.values()):
+            if conn.last_activity < limit and conn.transport is not None:
+                log.info("closing idle TCP connection from %s", conn.peer)
+                conn.transport.close()
+        self._reaper = self.loop.call_later(60.0, self._reap_idle)
 
     async def stop(self) -> None:
         if self._armed is not None:
             self._armed.cancel()
+        if self._reaper is not None:
+            self._reaper.cancel()
         for proto in self.udp.values():
             if proto.transport is not None:
                 proto.transport.close()
@@ -260,6 +291,7 @@ class SipTransports:
             conn = self.connections.get(cid) if cid is not None else None
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
             conn.transport.write(data)
+            conn.last_activity = time.monotonic()
             return True
         if peer.conn_id is not None:
             return False  # the connection the peer is bound to is gone (RFC 5626 flow failed)
@@ -304,24 +336,30 @@ class SipTransports:
         self.arm_timer()
 
     def local_address(self, peer: Peer) -> tuple[str, int]:
-        """The address to put in Via/Contact for messages sent to ``peer``."""
+        """The address to put in Via/Contact for messages sent to ``peer``.
+
+        ``advertised_host`` when set (a switch behind NAT), else the bound address, else -- bound to
+        all interfaces -- the address this host uses on the route to the peer, so that a phone
+        on the LAN gets the LAN address and a loopback peer 127.0.0.1 (hostname lookups are no
+        use: Debian maps the host name to 127.0.1.1).
+        """
         host = self.config.advertised_host
         if host is None:
             host = self.config.host
             if host in ("0.0.0.0", "::"):
-                host = "127.0.0.1" if peer.ip.startswith("127.") else _primary_ip()
+                host = self._local_for.get(peer.ip) or self._route_source(peer.ip)
         return host, peer.local_port
 
-
-_PRIMARY_IP: str | None = None
-
-
-def _primary_ip() -> str:
-    """This host's address by its name; set ``advertised_host`` where that is not the right one."""
-    global _PRIMARY_IP
-    if _PRIMARY_IP is None:
+    def _route_source(self, ip: str) -> str:
+        """Our source address toward ``ip``: a UDP connect() only selects a route, it sends nothing."""
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         try:
-            _PRIMARY_IP = socket.gethostbyname(socket.gethostname())
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect((ip, 9))
+                local = str(s.getsockname()[0])
         except OSError:
-            _PRIMARY_IP = "127.0.0.1"
-    return _PRIMARY_IP
+            local = "127.0.0.1" if family == socket.AF_INET else "::1"
+        if len(self._local_for) > 10000:
+            self._local_for.clear()
+        self._local_for[ip] = local
+        return local

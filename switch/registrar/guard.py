@@ -197,13 +197,14 @@ class AuthGuard:
 
     def blocked_sources(self, now: float) -> list[tuple[str, float]]:
         """``(ip, blocked_until)`` for every source blocked at ``now``, latest block first."""
-        active = [(ip, until) for ip, until in self._blocked.items() if until > now]
+        # list() copies in one C call: safe to call from another thread (the metrics exporter).
+        active = [(ip, until) for ip, until in list(self._blocked.items()) if until > now]
         active.sort(key=lambda item: (-item[1], item[0]))
         return active
 
     def blocked_count(self, now: float) -> int:
         """How many sources are blocked at ``now``."""
-        return sum(1 for until in self._blocked.values() if until > now)
+        return sum(1 for until in list(self._blocked.values()) if until > now)
 
     def __len__(self) -> int:
         """Sources tracked (with failures in memory or blocked), bounded by ``max_tracked``."""

@@ -22,12 +22,12 @@ Timers (RFC 3261 section 17 and table 4, RFC 6026 section 8):
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-import os
 from dataclasses import dataclass
-from itertools import count
 from typing import Protocol
 
+from switch.sip import ids
 from switch.sip.headers import split_commas
 from switch.sip.message import SipMessage
 from switch.transaction.peer import Peer, Sender, response_peer
@@ -78,13 +78,7 @@ class TransactionUser(Protocol):
         ...
 
 
-_branch_prefix = "z9hG4bK" + os.urandom(4).hex() + "."
-_branch_counter = count(1)
-
-
-def new_branch() -> str:
-    """A branch unique in space and time (RFC 3261 section 8.1.1.7), cheap to make."""
-    return f"{_branch_prefix}{next(_branch_counter):x}"
+new_branch = ids.new_branch  # re-exported: the transaction layer's users make branches here
 
 
 class _NoOwner:
@@ -509,6 +503,12 @@ class TransactionLayer:
         if tx is None:
             self.tu.stray_response(msg, peer, now)
             return
+        if peer.ip != tx.peer.ip and _is_ip(tx.peer.ip):
+            # Only the element we sent the request to answers it: a response from elsewhere
+            # (a guessed or sniffed branch) must not drive the transaction.
+            self.dropped += 1
+            log.info("response %d for %s from %s, not from %s: dropped", msg.status, tx.key, peer.ip, tx.peer.ip)
+            return
         tx._response(msg, now)
 
     # -- TU -> layer ---------------------------------------------------------------------------
@@ -562,6 +562,15 @@ def _top_via(request: SipMessage) -> str:
     if request.via is not None:
         return request.via.raw
     return split_commas(request.headers["via"][0])[0].strip()
+
+
+def _is_ip(host: str) -> bool:
+    """A literal address (a Contact may name a host, whose answers come from its addresses)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _trying(request: SipMessage) -> bytes:

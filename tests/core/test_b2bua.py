@@ -81,8 +81,9 @@ class World:
         """The caller's INVITE, authenticated (407 first) when the caller is a SIP device."""
         out = self.alice.call(number, body=body)
         msgs = self.alice.take()
-        assert statuses(msgs)[0] == 100  # RFC 3261 17.2.1: at once for an INVITE
         if not self.ip_caller:
+            # Challenged statelessly (RFC 3261 8.2.7): the 407 alone, no 100, no transaction.
+            assert statuses(msgs) == [407]
             challenge = only(msgs, status=407)
             assert not self.h.net.take(CALLEE_IP)
             out.authenticate(challenge)
@@ -115,7 +116,7 @@ class World:
         return recs[0]
 
     def check_cdr(self, out: OutCall, *, sip_code: int, disposition: str, hangup_by: str, answered: bool,
-                  callee: bool = True, dialled: str = "1001") -> CdrRecord:
+                  callee: bool = True, dialled: str = "1001", q850: int | None = None) -> CdrRecord:
         rec = self.cdr()
         end = self.h.clock.wall_ms() if not hasattr(self, "end_ms") else self.end_ms
         assert rec.call_id == out.call_id  # the caller's Call-ID
@@ -128,7 +129,8 @@ class World:
         assert rec.answer_ms == (self.answer_ms if answered else None)
         assert rec.end_ms == end
         assert rec.duration_ms == (end - self.answer_ms if answered else 0)
-        assert (rec.sip_code, rec.q850_cause, rec.disposition) == (sip_code, q850_for_sip(sip_code), disposition)
+        expected_q850 = q850 if q850 is not None else q850_for_sip(sip_code)
+        assert (rec.sip_code, rec.q850_cause, rec.disposition) == (sip_code, expected_q850, disposition)
         assert (rec.direction, rec.call_type, rec.source_ip, rec.hangup_by) == (
             DIRECTION_INTERNAL, CALL_TYPE_EXTENSION, CALLER_IP, hangup_by)
         return rec
@@ -218,8 +220,8 @@ def test_full_call_from_a_digest_device_bye_from_callee() -> None:
     h, alice, bob = w.h, w.alice, w.bob
     out = alice.call("1001")
     msgs = alice.take()
-    assert statuses(msgs) == [100, 407]
-    challenge = msgs[1]
+    assert statuses(msgs) == [407]  # challenged statelessly (RFC 3261 8.2.7)
+    challenge = msgs[0]
     values = challenge.get_all("proxy-authenticate")
     assert [(parse_challenge(v) or {}).get("algorithm") for v in values] == ["SHA-256", "MD5"]
     assert not h.net.take(CALLEE_IP) and h.cdrs.records == []  # nothing rings, no CDR for a challenge
@@ -706,8 +708,8 @@ def test_no_answer_timeout() -> None:
     inc.respond(487)
     only(bob.take(), method="ACK")
     w.end_ms = w.start_ms + 20000
-    rec = w.check_cdr(out, sip_code=480, disposition=NO_ANSWER, hangup_by=HANGUP_SWITCH, answered=False)
-    assert rec.q850_cause == 18
+    rec = w.check_cdr(out, sip_code=480, disposition=NO_ANSWER, hangup_by=HANGUP_SWITCH, answered=False, q850=19)
+    assert rec.q850_cause == 19  # no answer from user (user alerted)
     h.assert_idle()
 
 
@@ -1067,3 +1069,32 @@ def test_invite_with_a_wrong_password_is_403_and_rings_nothing() -> None:
     out.ack_failure(msgs[1])
     assert h.net.take(CALLEE_IP) == [] and h.cdrs.records == [] and h.auth.failures == 1
     h.assert_idle()
+
+
+def test_a_stranger_knowing_the_ids_cannot_end_or_answer_a_call() -> None:
+    """Call-ID and tags are not a password: requests in a dialog, and responses in a transaction,
+    are taken only from the peer's own address (and the ids are random, RFC 3261 19.3)."""
+    w = World()
+    h = w.h
+    _out, inc = w.connect()
+    mallory = h.ua("mallory", "198.51.100.66", 5090)
+    d = inc.dialog  # what the callee would send, sent by someone else
+    mallory.request("BYE", d.target, call_id=d.call_id, from_=d.local, to=d.remote, cseq=d.cseq + 1)
+    assert statuses(mallory.take()) == [481]
+    assert h.core.active_calls == 1 and h.cdrs.records == []
+    # The real callee still hangs up normally.
+    inc.dialog.request("BYE")
+    assert statuses(w.bob.take()) == [200]
+    bye_and_answer(w.alice)
+    assert len(h.cdrs.records) == 1
+    h.assert_idle()
+
+
+def test_ids_made_by_the_switch_are_random() -> None:
+    from switch.sip import ids
+
+    tags = {ids.new_tag() for _ in range(2000)}
+    assert len(tags) == 2000 and all(len(t) == 16 for t in tags)
+    branches = [ids.new_branch() for _ in range(3)]
+    assert len({b.rsplit(".", 1)[1] for b in branches}) == 3
+    assert all(b.startswith("z9hG4bK") for b in branches)

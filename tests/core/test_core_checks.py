@@ -141,13 +141,17 @@ def test_cancel_without_matching_invite_is_481(h: Harness, ua: UA) -> None:
     h.assert_idle()
 
 
-def test_cancel_of_a_challenged_invite_is_200_and_the_invite_keeps_its_answer(h: Harness, ua: UA) -> None:
-    # The INVITE was answered 407 already: the CANCEL matches it but has no effect (9.2).
+def test_a_challenged_invite_leaves_no_transaction_so_its_cancel_is_481(h: Harness, ua: UA) -> None:
+    # The 407 is sent without transaction state (RFC 3261 8.2.7): nothing is left for a CANCEL
+    # to match (9.2), and nothing retransmits the 407 to a possibly spoofed source.
     branch = ua.new_branch()
     send(ua, "INVITE", uri=f"sip:1001@{SWITCH_IP}", to=f"<sip:1001@{SWITCH_IP}>", branch=branch)
-    assert statuses(ua.take()) == [100, 407]
+    assert statuses(ua.take()) == [407]
+    assert len(h.core.layer) == 0
+    h.advance(40)
+    assert ua.take() == []  # no Timer G retransmissions of the 407
     send(ua, "CANCEL", uri=f"sip:1001@{SWITCH_IP}", to=f"<sip:1001@{SWITCH_IP}>", branch=branch)
-    assert statuses(ua.take()) == [200]
+    assert statuses(ua.take()) == [481]
 
 
 def test_stray_ack_and_stray_response_are_dropped(h: Harness, ua: UA) -> None:
