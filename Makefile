@@ -9,8 +9,10 @@ APT_PACKAGES := sip-tester postgresql
 
 .PHONY: run test install install-dev system-deps lint typecheck importlint pytest bench clean
 
+# Debian ships venv separately (python3-venv): install it when the first attempt fails.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python

@@ -51,6 +51,16 @@ def _answers(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def _accepts_us(port: int) -> bool:
+    """The server answers *and* lets the postgres user in without a password (trust).  Debian's
+    packaged cluster asks for a password on 127.0.0.1: then the throwaway cluster is used."""
+    try:
+        with psycopg.connect(f"host={PG_HOST} port={port} user={PG_USER} dbname=postgres", connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((PG_HOST, 0))
@@ -133,7 +143,7 @@ class _Cluster:
 def pg_server() -> Iterator[str]:
     """The base URL (no database) of a PostgreSQL server for this test session."""
     port = int(os.environ.get(PG_PORT_ENV, "5432"))
-    if _answers(PG_HOST, port):
+    if _answers(PG_HOST, port) and _accepts_us(port):
         yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{port}"
         return
     cluster = _Cluster()
