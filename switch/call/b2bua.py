@@ -5,7 +5,7 @@ The caller's leg ("A") ends at the switch acting as UAS; each callee contact get
 sees the other's topology (RFC 7092 section 3.1 calls this a signaling-only B2BUA).
 
 Flow, with the RFC sections that govern each step:
-- INVITE from A: 100 at once (transaction layer), then one INVITE per registered contact of
+- INVITE from A: 100 within 200 ms unless answered sooner (transaction layer), then one INVITE per registered contact of
   the callee (parallel forking, RFC 3261 16.7 semantics): the first 2xx wins, the other
   branches get CANCEL (9.1) or, if they answered too, ACK and BYE (13.2.2.4).
 - 18x from B legs are relayed to A under one to-tag; 2xx from the winner is relayed to A and
