@@ -49,7 +49,7 @@ SDP = "application/sdp"
 class CoreConfig:
     no_answer_timeout: float = 60.0
     timers: TimerConfig = field(default_factory=TimerConfig)
-    housekeeping_interval: float = 5.0
+    housekeeping_interval: float = 2.0
     user_agent: str = "Trunkline"
 
 
@@ -451,7 +451,7 @@ class SwitchCore:
     def _housekeep(self) -> None:
         wall = self.wall()
         try:
-            self.registrar.expire()
+            self.registrar.expire(budget=20_000)
             self.auth.digest.expire(wall)
             self.auth.guard.expire(wall)
             mono = self.mono()

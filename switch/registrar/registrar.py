@@ -75,6 +75,12 @@ class Registrar:
         self._to_tag = to_tag
         self._wall = wall
         self.count = 0  # current number of bindings (a metric)
+        # Indexes so that the per-event work does not grow with the number of registrations:
+        # TCP connection -> AORs registered over it, device -> AORs (entries may be stale;
+        # every use re-checks the binding itself).
+        self._by_conn: dict[int, set[str]] = {}
+        self._by_device: dict[int, set[str]] = {}
+        self._sweep: list[str] = []  # AORs still to visit in the current expiry sweep
 
     # -- state -------------------------------------------------------------------------------
     def load(self, bindings: Iterable[Binding]) -> None:
@@ -83,7 +89,13 @@ class Registrar:
             if b.expires_at > now:
                 b.stored_expires_at = b.expires_at
                 self.bindings.setdefault(b.aor, []).append(b)
+                self._index(b)
                 self.count += 1
+
+    def _index(self, b: Binding) -> None:
+        self._by_device.setdefault(b.device_id, set()).add(b.aor)
+        if b.conn_id is not None:
+            self._by_conn.setdefault(b.conn_id, set()).add(b.aor)
 
     def persist_all(self) -> int:
         """Hand every binding whose stored copy lags behind to the sink (at shutdown)."""
@@ -109,12 +121,27 @@ class Registrar:
             live.sort(key=lambda b: -(b.q if b.q is not None else 1.0))
         return live
 
-    def expire(self) -> int:
-        """Drop expired bindings; returns how many."""
+    def expire(self, budget: int | None = None) -> int:
+        """Drop expired bindings; returns how many.
+
+        With a ``budget`` the sweep is incremental: at most that many AORs are visited per call,
+        continuing where the last call stopped, so that a periodic sweep over 100,000
+        registrations never holds the event loop for long (lookups drop expired bindings of the
+        AORs they touch anyway).
+        """
         now = self._wall()
+        if budget is None:
+            todo = list(self.bindings)
+        else:
+            if not self._sweep:
+                self._sweep = list(self.bindings)
+            todo = self._sweep[-budget:]
+            del self._sweep[-budget:]
         dropped = 0
-        for aor in list(self.bindings):
-            current = self.bindings[aor]
+        for aor in todo:
+            current = self.bindings.get(aor)
+            if not current:
+                continue
             live = [b for b in current if b.expires_at > now]
             if len(live) != len(current):
                 dropped += len(current) - len(live)
@@ -124,8 +151,10 @@ class Registrar:
     def drop_device(self, device_id: int, why: str) -> int:
         """Remove every binding of a device (deleted, disabled, or its customer closed)."""
         dropped = 0
-        for aor in list(self.bindings):
-            current = self.bindings[aor]
+        for aor in self._by_device.pop(device_id, ()):
+            current = self.bindings.get(aor)
+            if not current:
+                continue
             live = [b for b in current if b.device_id != device_id]
             if len(live) != len(current):
                 dropped += len(current) - len(live)
@@ -136,8 +165,8 @@ class Registrar:
 
     def connection_lost(self, conn_id: int) -> None:
         """A TCP connection closed: bindings that used it can no longer be reached through it."""
-        for bindings in self.bindings.values():
-            for b in bindings:
+        for aor in self._by_conn.pop(conn_id, ()):
+            for b in self.bindings.get(aor, ()):
                 if b.conn_id == conn_id:
                     b.conn_id = None
 
@@ -311,6 +340,9 @@ class Registrar:
             b.stored_expires_at = b.expires_at
             self.sink.saved(b)
         if live:
+            self._by_device.setdefault(device_id, set()).add(aor)
+            if peer.conn_id is not None:
+                self._by_conn.setdefault(peer.conn_id, set()).add(aor)
             self.bindings[aor] = live
         else:
             self.bindings.pop(aor, None)

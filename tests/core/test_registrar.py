@@ -580,3 +580,18 @@ def test_held_back_refreshes_are_written_at_shutdown(h: Harness, alice: UA) -> N
     assert h.registrar.persist_all() == 1
     assert h.bindings.saved_[-1].expires_at == h.registrar.lookup("alice")[0].expires_at
     assert h.registrar.persist_all() == 0
+
+
+def test_the_expiry_sweep_can_be_incremental(h: Harness) -> None:
+    phones = []
+    for i in range(5):
+        h.add_device(f"user{i}")
+        ua = h.ua(f"user{i}", f"192.0.2.{50 + i}", 5061)
+        assert ua.register(expires=60).status == 200  # type: ignore[union-attr]
+        phones.append(ua)
+    before = h.registrar.count
+    h.clock.now += 120  # every binding is now past its expiry; no timer is run
+    assert h.registrar.expire(budget=2) == 2
+    assert h.registrar.expire(budget=2) == 2
+    assert h.registrar.expire(budget=2) == 1
+    assert h.registrar.count == before - 5
