@@ -14,6 +14,7 @@ from admin_api.routers import (
     dids,
     health,
     imports,
+    invoices,
     ip_devices,
     logs,
     money,
@@ -48,7 +49,7 @@ def create_app(
         description=(
             "Provisioning and money for resellers and order-management systems: resellers, customers and "
             "their lifecycle, SIP and IP devices, DIDs, number translation, tariffs and rates, service plans, "
-            "payments and statements, carriers and routes, logins, tokens and the audit log. "
+            "payments, statements and invoices, carriers and routes, logins, tokens and the audit log. "
             "Every /api/v1 route but /api/v1/auth/login takes `Authorization: Bearer <token>`. See docs/api.md."
         ),
     )
@@ -75,6 +76,7 @@ def create_app(
     api.include_router(imports.router)
     api.include_router(customers.router)
     api.include_router(money.router)
+    api.include_router(invoices.router)
     api.include_router(sip_devices.router)
     api.include_router(ip_devices.router)
     api.include_router(dids.router)

@@ -17,9 +17,12 @@ import io
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import Response
+
+if TYPE_CHECKING:
+    from provisioning.repo.invoices import Invoice
 
 ExportFormat = Literal["json", "csv", "txt", "xlsx"]
 FILE_FORMATS: dict[str, tuple[str, str]] = {
@@ -198,6 +201,116 @@ def statement_pdf(
     pdf.cell(sum(widths[:5]), 6, "Closing balance", border=1)
     pdf.cell(widths[5], 6, closing, border=1, align="R")
     pdf.ln()
+    return bytes(pdf.output())
+
+
+def invoice_pdf(inv: Invoice) -> bytes:
+    """An invoice on A4: the customer, the period, calls by destination, bundles, payments, other
+    charges, subtotal, VAT/TAX and total (amounts with the customer's billing decimals)."""
+    from zoneinfo import ZoneInfo
+
+    from fpdf import FPDF
+
+    c = inv.customer
+    zone = ZoneInfo(c.timezone)
+    shown = inv.shown
+
+    def local(moment: datetime) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 10, "Invoice", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    lines = [f"{c.name} ({c.account_code})"] + [x for x in (c.company, c.address, c.city) if x]
+    period = f"{inv.month} ({c.timezone})" if inv.month else f"{local(inv.since)} to {local(inv.until)} ({c.timezone})"
+    lines += [f"Period: {period}", f"Currency: {c.currency}"]
+    for line in lines:
+        pdf.cell(0, 5, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+
+    def table(title: str, headers: Sequence[str], widths: Sequence[float], rows: Sequence[Sequence[str]],
+              right_from: int, footer: Sequence[str] | None = None) -> None:
+        pdf.ln(4)
+        pdf.set_font("Helvetica", "B", 11)
+        pdf.cell(0, 7, _latin1(title), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "B", 9)
+        for i, (width, header) in enumerate(zip(widths, headers, strict=True)):
+            pdf.cell(width, 6, header, border=1, align="R" if i >= right_from else "L")
+        pdf.ln()
+        pdf.set_font("Helvetica", "", 9)
+        if not rows:
+            pdf.cell(sum(widths), 6, "none", border=1)
+            pdf.ln()
+        for row in rows:
+            for i, (width, value) in enumerate(zip(widths, row, strict=True)):
+                pdf.cell(width, 6, _latin1(_fit(value, width)), border=1, align="R" if i >= right_from else "L")
+            pdf.ln()
+        if footer is not None:
+            pdf.set_font("Helvetica", "B", 9)
+            for i, (width, value) in enumerate(zip(widths, footer, strict=True)):
+                pdf.cell(width, 6, _latin1(value), border=1, align="R" if i >= right_from else "L")
+            pdf.ln()
+
+    def minutes(seconds: int) -> str:
+        return str((Decimal(seconds) / 60).quantize(Decimal("0.01")))
+
+    table(
+        "Calls by destination",
+        ("Destination", "Calls", "Minutes", "Amount"),
+        (100, 25, 30, 35),
+        [(x.destination, str(x.calls), minutes(x.seconds), str(shown(x.amount))) for x in inv.lines],
+        1,
+        ("Total", str(inv.calls), minutes(inv.seconds), str(shown(inv.usage_total))),
+    )
+    if inv.bundles:
+        table(
+            "Bundles used",
+            ("Bundle", "Month", "Minutes included", "Minutes used"),
+            (80, 30, 40, 40),
+            [
+                (b.name, f"{b.month // 100}-{b.month % 100:02d}",
+                 "-" if b.allowance_seconds is None else minutes(b.allowance_seconds), minutes(b.used_seconds))
+                for b in inv.bundles
+            ],
+            2,
+        )
+    if inv.other:
+        table(
+            "Other charges and adjustments",
+            ("Date", "Description", "Amount"),
+            (35, 120, 35),
+            [(local(e.at), e.description or e.kind, str(shown(-e.amount))) for e in inv.other],
+            2,
+        )
+    table(
+        "Payments received",
+        ("Date", "Reference", "Amount"),
+        (35, 120, 35),
+        [(local(e.at), e.reference or e.description, str(shown(e.amount))) for e in inv.payments],
+        2,
+        ("", "Total payments", str(shown(inv.payments_total))),
+    )
+    tax_label = "no tax" if inv.tax_type == "NONE" else f"{inv.tax_type} {inv.tax_rate.normalize():f}%"
+    table(
+        "Summary",
+        ("", "Amount"),
+        (155, 35),
+        [
+            ("Calls", str(shown(inv.usage_total))),
+            ("Other charges and adjustments", str(shown(inv.other_total))),
+            ("Subtotal", str(shown(inv.subtotal))),
+            (tax_label, str(shown(inv.tax))),
+        ],
+        1,
+        ("Total due for the period", str(shown(inv.total))),
+    )
+    if inv.uncharged_calls:
+        pdf.ln(2)
+        pdf.set_font("Helvetica", "", 8)
+        pdf.cell(0, 5, f"{inv.uncharged_calls} call(s) of the period were not charged (free, unanswered or unrated).",
+                 new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 

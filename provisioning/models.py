@@ -85,6 +85,11 @@ RESELLER_PERMISSIONS = (
     "approve_customer_close",
 )
 LEDGER_KINDS = ("payment", "adjustment", "charge")
+# Billing runs: a micro-batch of the billing sidecar, or a `trunkline rerate`.
+BILLING_RUN_KINDS = ("batch", "rerate")
+# A rated call's status: the rating engine's three (docs/rating-spec.md), and the billing
+# sidecar's own for calls it does not rate with a tariff (docs/billing.md).
+RATED_STATUSES = ("rated", "unanswered", "no_rate", "internal", "inbound", "unbillable")
 TRANSPORTS = ("udp", "tcp", "tls")
 ROUTE_STRATEGIES = ("priority", "least_cost", "weighted")
 TRANSLATION_KINDS = ("source", "destination", "did_source", "did_destination")
@@ -110,6 +115,11 @@ ENTITY_DID = "did"
 ENTITY_ROUTING = "routing"
 # A customer's translation rules, reloaded together (entity id = the customer's id).
 ENTITY_TRANSLATION = "translation"
+# A tariff or its rates changed (entity id = the tariff's id): only the billing sidecar's
+# rating book cares.
+ENTITY_TARIFF = "tariff"
+# A service plan or its call bundles changed (entity id = the plan's id): billing only.
+ENTITY_PLAN = "plan"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -430,6 +440,9 @@ class LedgerEntry(Base):
     reference: Mapped[str] = mapped_column(String(100), default="")  # receipt, transaction id
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")
+    # Set on the entries the billing posts (call charges of a sidecar batch, differences of a
+    # re-rating run): the calls behind the entry are the rated calls of that run.
+    billing_run_id: Mapped[int | None] = mapped_column(ForeignKey("billing_runs.id"), index=True)
 
 
 class Carrier(TimestampMixin, Base):
@@ -623,6 +636,88 @@ cdrs = Table(
 )
 
 
+class BillingRun(Base):
+    """One rating pass over CDRs: a billing sidecar batch, or a ``trunkline rerate`` run."""
+
+    __tablename__ = "billing_runs"
+    __table_args__ = (CheckConstraint(_in("kind", BILLING_RUN_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The rating book the run used: the change-feed id it was loaded at.
+    book_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    calls: Mapped[int] = mapped_column(Integer, default=0)  # calls (re-)rated by the run
+    # A re-rating run's range and customer filter (NULL for batches).
+    since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class RatedCall(Base):
+    """What one CDR cost: the customer's side (debit, bundle use) and the carrier cost.
+
+    One row per stored CDR once the billing sidecar has seen it (whatever its status), replaced
+    as a whole when the call is re-rated.  Amounts are exact (:class:`Money`); ``t_ms`` is the
+    instant rating used (the answer time of an answered call, else its start), which also
+    decides its bundle month and the invoice period it belongs to.
+    """
+
+    __tablename__ = "rated_calls"
+    __table_args__ = (
+        CheckConstraint(_in("status", RATED_STATUSES), name="status"),
+        Index("ix_rated_calls_customer_id_t_ms", "customer_id", "t_ms"),
+    )
+
+    call_id: Mapped[str] = mapped_column(Text, ForeignKey("cdrs.call_id", ondelete="CASCADE"), primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    t_ms: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(String(200), default="")  # why a call is unbillable
+    prefix: Mapped[str | None] = mapped_column(String(20))
+    destination: Mapped[str | None] = mapped_column(String(100))
+    billed_seconds: Mapped[int | None] = mapped_column(BigInteger)
+    bundle_seconds: Mapped[int | None] = mapped_column(BigInteger)
+    bundle_id: Mapped[int | None] = mapped_column(Integer)  # call_bundles.id
+    bundle_month: Mapped[int | None] = mapped_column(Integer)  # yyyymm, the customer's time zone
+    debit: Mapped[Decimal | None] = mapped_column(Money())
+    # Whether the debit is in the customer's ledger (not for DEMO customers or unrated calls).
+    charged: Mapped[bool] = mapped_column(Boolean, default=False)
+    carrier_id: Mapped[int | None] = mapped_column(Integer)
+    carrier_cost: Mapped[Decimal | None] = mapped_column(Money())
+    run_id: Mapped[int] = mapped_column(ForeignKey("billing_runs.id"), index=True)
+    book_version: Mapped[int] = mapped_column(BigInteger)
+    rated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class RatedLevel(Base):
+    """One level of a rated call's account tree: 0 the customer (= its debit), 1 its reseller
+    (what that reseller owes its parent), and so on up (docs/rating-spec.md "Who pays whom")."""
+
+    __tablename__ = "rated_levels"
+
+    call_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("rated_calls.call_id", ondelete="CASCADE"), primary_key=True
+    )
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(Integer)  # a customer id at level 0, reseller ids above
+    amount: Mapped[Decimal | None] = mapped_column(Money())  # NULL: that level's tariff has no row
+
+
+class BundleUsage(Base):
+    """Seconds of a customer's call bundle used in one calendar month (its time zone)."""
+
+    __tablename__ = "bundle_usage"
+
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bundle_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # call_bundles.id
+    month: Mapped[int] = mapped_column(Integer, primary_key=True)  # yyyymm
+    used_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
     __table_args__ = (
@@ -661,4 +756,9 @@ class Change(Base):
 
 registrations = cast(Table, Registration.__table__)
 changes = cast(Table, Change.__table__)
+billing_runs = cast(Table, BillingRun.__table__)
+rated_calls = cast(Table, RatedCall.__table__)
+rated_levels = cast(Table, RatedLevel.__table__)
+bundle_usage = cast(Table, BundleUsage.__table__)
+ledger_entries = cast(Table, LedgerEntry.__table__)
 api_tokens = cast(Table, ApiToken.__table__)

@@ -36,9 +36,11 @@ from provisioning.models import (
     ENTITY_CUSTOMER,
     ENTITY_DID,
     ENTITY_IP_DEVICE,
+    ENTITY_PLAN,
     ENTITY_RESELLER,
     ENTITY_ROUTING,
     ENTITY_SIP_DEVICE,
+    ENTITY_TARIFF,
     ENTITY_TRANSLATION,
     Carrier,
     Customer,
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 
 Change = tuple[str, int]
 # Entities reloaded row by row; any other change (a reseller: many customers' paths) reloads all.
+# Tariffs and plans are in the feed for the billing sidecar's rating book: the snapshot holds
+# nothing of them, so they need no reload here.
 _INCREMENTAL = frozenset(
     {
         ENTITY_CUSTOMER,
@@ -66,6 +70,8 @@ _INCREMENTAL = frozenset(
         ENTITY_DID,
         ENTITY_ROUTING,
         ENTITY_TRANSLATION,
+        ENTITY_TARIFF,
+        ENTITY_PLAN,
     }
 )
 Listener = Callable[[list[Change]], None]

@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         from rating.batch import main as rate_main
 
         return rate_main(args_list[1:])
+    if args_list[:1] == ["rerate"]:
+        from trunkline.rerate import main as rerate_main
+
+        return rerate_main(args_list[1:])
     parser = argparse.ArgumentParser(prog="trunkline", description="Trunkline softswitch")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start the switch (SIP, registrar, B2BUA, admin API)")
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     bil.set_defaults(func=cmd_billing)
     sub.add_parser("rate", help="rate a directory of CDRs and tariffs: trunkline rate --input DIR --output DIR "
                                 "(see `trunkline rate --help`)")
+    sub.add_parser("rerate", help="re-rate stored CDRs after a tariff change: trunkline rerate --from T --to T "
+                                  "[--customer ID] (see `trunkline rerate --help`)")
     mig = sub.add_parser("migrate", help="create or upgrade the database schema")
     mig.add_argument("--config")
     mig.set_defaults(func=cmd_migrate)

@@ -6,13 +6,14 @@ the caller commits.  Errors are :mod:`provisioning.errors`, never raw database e
 Modules: ``customers``, ``resellers``, ``sip_devices``, ``ip_devices``, ``tariffs`` (and rates),
 ``plans`` (service plans, bundles), ``ledger`` (payments, balance, statements), ``routing``
 (carriers, routes), ``numbers`` (translation rules, DIDs), ``auth`` (logins, administrators,
-tokens, audit and login logs), ``cdrs``.
+tokens, audit and login logs), ``cdrs``, ``invoices`` (invoices and rated calls).
 """
 
 from provisioning.repo import (
     auth,
     cdrs,
     customers,
+    invoices,
     ip_devices,
     ledger,
     numbers,
@@ -69,6 +70,7 @@ __all__ = [
     "get_ip_device",
     "get_reseller",
     "get_sip_device",
+    "invoices",
     "ip_devices",
     "latest_change_id",
     "ledger",

@@ -16,7 +16,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisioning.errors import Conflict, InvalidValue, NotFound, NotPermitted
-from provisioning.models import DEVICE_STATUSES, ENTITY_CUSTOMER, CallBundle, Customer, CustomerBundle, ServicePlan
+from provisioning.models import (
+    DEVICE_STATUSES,
+    ENTITY_CUSTOMER,
+    ENTITY_PLAN,
+    CallBundle,
+    Customer,
+    CustomerBundle,
+    ServicePlan,
+)
 from provisioning.repo._common import (
     Listing,
     apply_changes,
@@ -119,6 +127,7 @@ def update_plan(session: Session, *, scope: Scope, plan_id: int, changes: Mappin
     )
     apply_changes(plan, values, allowed=PLAN_FIELDS)
     flush(session)
+    record_change(session, entity=ENTITY_PLAN, entity_id=plan.id)
     return plan
 
 
@@ -132,6 +141,7 @@ def delete_plan(session: Session, *, scope: Scope, plan_id: int) -> None:
         session.delete(bundle)
     session.delete(plan)
     flush(session)
+    record_change(session, entity=ENTITY_PLAN, entity_id=plan_id)
 
 
 # -- bundles of a plan --------------------------------------------------------------------------
@@ -174,6 +184,7 @@ def create_bundle(
     )
     session.add(bundle)
     flush(session)
+    record_change(session, entity=ENTITY_PLAN, entity_id=plan.id)
     return bundle
 
 
@@ -192,6 +203,7 @@ def update_bundle(
         values["zone_prefixes"] = _prefixes(values["zone_prefixes"])
     apply_changes(bundle, values, allowed=BUNDLE_FIELDS)
     flush(session)
+    record_change(session, entity=ENTITY_PLAN, entity_id=bundle.service_plan_id)
     return bundle
 
 
@@ -203,6 +215,7 @@ def delete_bundle(session: Session, *, scope: Scope, plan_id: int, bundle_id: in
         raise Conflict(f"{used} customer(s) have this bundle")
     session.delete(bundle)
     flush(session)
+    record_change(session, entity=ENTITY_PLAN, entity_id=plan_id)
 
 
 # -- a customer's bundles -----------------------------------------------------------------------

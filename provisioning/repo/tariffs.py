@@ -27,12 +27,13 @@ from sqlalchemy.orm import Session
 
 from provisioning import audit
 from provisioning.errors import Conflict, ImportRejected, InvalidValue, NotFound, NotPermitted
-from provisioning.models import Carrier, Customer, Rate, Reseller, Tariff
+from provisioning.models import ENTITY_TARIFF, Carrier, Customer, Rate, Reseller, Tariff
 from provisioning.repo._common import (
     Listing,
     apply_changes,
     apply_sort,
     flush,
+    record_change,
     require_money,
     require_text,
 )
@@ -214,8 +215,10 @@ def update_tariff(session: Session, *, scope: Scope, tariff_id: int, changes: Ma
     _check_markup(values)
     if values.get("markup_percent") is not None and values.get("base_tariff_id", tariff.base_tariff_id) is None:
         raise InvalidValue("a markup needs a base_tariff_id", field="markup_percent")
-    apply_changes(tariff, values, allowed=UPDATABLE_TARIFF_FIELDS)
+    changed = apply_changes(tariff, values, allowed=UPDATABLE_TARIFF_FIELDS)
     flush(session)
+    if set(changed) & {"base_tariff_id", "markup_percent"}:
+        record_change(session, entity=ENTITY_TARIFF, entity_id=tariff.id)
     return tariff
 
 
@@ -237,6 +240,7 @@ def delete_tariff(session: Session, *, scope: Scope, tariff_id: int) -> None:
     session.execute(delete(Rate).where(Rate.tariff_id == tariff.id))
     session.delete(tariff)
     flush(session)
+    record_change(session, entity=ENTITY_TARIFF, entity_id=tariff_id)
 
 
 # -- rates --------------------------------------------------------------------------------------
@@ -350,6 +354,7 @@ def create_rate(session: Session, *, scope: Scope, tariff_id: int, values: Mappi
     rate = Rate(tariff_id=tariff.id, **row)
     session.add(rate)
     flush(session)
+    record_change(session, entity=ENTITY_TARIFF, entity_id=tariff.id)
     return rate
 
 
@@ -372,6 +377,7 @@ def update_rate(session: Session, *, scope: Scope, tariff_id: int, rate_id: int,
         raise Conflict(f"prefix {row['prefix']}: window overlaps rate {clash.id}", field="effective_from")
     apply_changes(rate, row, allowed=RATE_FIELDS)
     flush(session)
+    record_change(session, entity=ENTITY_TARIFF, entity_id=tariff.id)
     return rate
 
 
@@ -382,6 +388,7 @@ def delete_rate(session: Session, *, scope: Scope, tariff_id: int, rate_id: int)
     _writable(session, scope, tariff)
     session.delete(rate)
     flush(session)
+    record_change(session, entity=ENTITY_TARIFF, entity_id=tariff.id)
 
 
 # -- deck import --------------------------------------------------------------------------------
@@ -549,6 +556,7 @@ def import_rates(
             )
         finally:
             cursor.close()
+    record_change(session, entity=ENTITY_TARIFF, entity_id=tariff.id)
     audit.record(
         session,
         action="import_rates",

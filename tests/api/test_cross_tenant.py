@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -24,7 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from provisioning.models import Base, cdrs
+from provisioning.models import Base, billing_runs, cdrs, rated_calls
 from tests.api.conftest import Tenants
 
 MARK = "zzleak"
@@ -201,6 +203,15 @@ def _queries(template: str, w: World, tenants: Tenants) -> list[dict[str, Any]]:
         "/api/v1/audit-log": [{"customer_id": i["customer_id"]}, {"entity": "customer"}],
         "/api/v1/login-history": [{"login": MARK}],
         "/api/v1/cdrs": [{"customer_id": i["customer_id"]}],
+        "/api/v1/customers/{customer_id}/invoice": [
+            {"month": "2026-01"},
+            {"month": "2026-01", "format": "pdf"},
+            {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"},
+        ],
+        "/api/v1/customers/{customer_id}/rated-calls": [
+            {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"},
+            {"status": "rated", "run_id": 1},
+        ],
         "/api/v1/customers/{customer_id}/statement": [
             {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"},
             {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z", "format": "pdf"},
@@ -261,6 +272,16 @@ def test_another_resellers_token_sees_and_changes_nothing(
                 }
             ],
         )
+        # ... and what the billing made of it
+        run = s.execute(insert(billing_runs).returning(billing_runs.c.id),
+                        {"kind": "batch", "started_at": datetime(2026, 1, 1, tzinfo=UTC), "book_version": 0,
+                         "calls": 1, "created_by": MARK}).scalar_one()
+        s.execute(insert(rated_calls), [{
+            "call_id": f"{MARK}-call", "customer_id": world.ids["customer_id"], "t_ms": 1, "status": "rated",
+            "note": MARK, "prefix": "2", "destination": MARK, "billed_seconds": 60, "bundle_seconds": 0,
+            "debit": Decimal("0.5"), "charged": True, "run_id": run, "book_version": 0,
+            "rated_at": datetime(2026, 1, 1, tzinfo=UTC),
+        }])
         s.commit()
     schema = anon.get("/openapi.json").json()
     before = _dump(migrated_db)

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cdr.schema import CDR_COLUMNS
 from provisioning.db import make_engine, make_session_factory
 from provisioning.migrate import current_revision, upgrade
-from provisioning.models import Base, Customer, Reseller, SipDevice
+from provisioning.models import Base, Customer, LedgerEntry, Reseller, SipDevice
 
 TABLES = {
     "resellers",
@@ -42,8 +42,12 @@ TABLES = {
     "dids",
     "audit_log",
     "login_history",
+    "billing_runs",
+    "rated_calls",
+    "rated_levels",
+    "bundle_usage",
 }
-HEAD = "0002"
+HEAD = "0003"
 
 
 def test_upgrade_from_empty_creates_every_table_and_matches_the_models(db_url: str) -> None:
@@ -137,3 +141,71 @@ def test_money_is_exact_on_both_backends(migrated_db: sessionmaker[Session]) -> 
         s.commit()
     with migrated_db() as s:
         assert repo.ledger.balance(s, scope=PROVIDER, customer_id=cid) == Decimal("1234567.423455")
+
+
+def downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    from provisioning.migrate import make_config
+
+    engine = make_engine(url, transactional_sqlite=True)
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            cfg = make_config()
+            cfg.attributes["connection"] = connection
+            command.downgrade(cfg, revision)
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_0002_keeps_the_ledger_and_cdrs(db_url: str) -> None:
+    """0003 adds the billing tables and ``ledger_entries.billing_run_id`` (SQLite: batch mode):
+    existing entries and CDRs stay, the ledger's CHECK survives, and downgrading works."""
+    upgrade(db_url, "0002")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO customers (id, name, status, max_sessions, cps, max_call_seconds, customer_type,"
+                " billing_type, payment_term_days, credit_limit, billing_decimals, tax_type, tax_rate, codecs,"
+                " call_with_media, company, address, city, province, timezone, currency, created_at, updated_at)"
+                " VALUES (7, 'Old', 'active', 0, 0, 0, 'LIVE', 'postpaid', 30, 0, 4, 'NONE', 0, '[]', true, '', '',"
+                " '', '', 'UTC', 'GBP', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO ledger_entries (customer_id, kind, amount, at, description, reference, created_at,"
+                " created_by) VALUES (7, 'payment', 12500000, CURRENT_TIMESTAMP, 'old', 'r1', CURRENT_TIMESTAMP, 'x')"
+                if engine.dialect.name == "sqlite" else
+                "INSERT INTO ledger_entries (customer_id, kind, amount, at, description, reference, created_at,"
+                " created_by) VALUES (7, 'payment', 12.5, CURRENT_TIMESTAMP, 'old', 'r1', CURRENT_TIMESTAMP, 'x')"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO cdrs (call_id, customer_id, caller_number, dialled_number, start_ms, end_ms,"
+                " duration_ms, sip_code, q850_cause, disposition, direction, call_type, source_ip, hangup_by,"
+                " reseller_path, did, codecs) VALUES ('old-call', 7, '1', '442079460000', 1, 2, 1, 200, 16,"
+                " 'ANSWERED', 'outbound', 'outbound', '192.0.2.1', 'caller', '', '', '')"
+            )
+        upgrade(db_url)
+        assert current_revision(db_url) == HEAD
+        sf = make_session_factory(engine)
+        with sf() as s:
+            entry = s.scalars(select(LedgerEntry)).one()
+            assert (entry.customer_id, entry.amount, entry.billing_run_id) == (7, Decimal("12.5"), None)
+            assert s.execute(text("SELECT call_id FROM cdrs")).scalar_one() == "old-call"
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE ledger_entries SET kind = 'gift'")
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # the new foreign key holds
+            conn.exec_driver_sql("UPDATE ledger_entries SET billing_run_id = 99")
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+            assert diff == []
+        downgrade(db_url, "0002")
+        assert current_revision(db_url) == "0002"
+        with engine.connect() as conn:
+            assert "rated_calls" not in inspect(conn).get_table_names()
+            assert conn.exec_driver_sql("SELECT count(*) FROM ledger_entries").scalar_one() == 1
+    finally:
+        engine.dispose()
