@@ -60,12 +60,23 @@ def run_trunkline(args: argparse.Namespace, out: Path) -> None:
         provision_call_bench(sw, uac_port=UAC, uas_port=UAS, workdir=work)
         print(f"\n## Trunkline B2BUA (pid {sw.proc.pid})", flush=True)
         step("trunkline-b2bua", sw.proc.pid, args.rates, args.duration, out / "trunkline-b2bua")
-        if args.reg_rates:
-            inf = provision_register_bench(sw, args.reg_users, work)
-            print(f"\n## Trunkline REGISTER with digest ({args.reg_users} devices)", flush=True)
-            step("trunkline-register-digest", sw.proc.pid, args.reg_rates, args.duration, out / "trunkline-register",
-                 mode="custom", env={"CUSTOM_SF": str(ROOT / "sipp-scenarios" / "register_auth.xml"),
-                                     "CUSTOM_INF": str(inf)})
+    finally:
+        sw.stop()
+    if not args.reg_rates:
+        return
+    # REGISTER runs on a fresh switch and database, as each peer gets a fresh process: the call
+    # steps leave their CDRs for the billing sidecar to rate, which must not be measured here.
+    work = out / "trunkline-register-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    sw = start_bench_switch(work, SRV)
+    try:
+        assert sw.proc is not None
+        inf = provision_register_bench(sw, args.reg_users, work)
+        print(f"\n## Trunkline REGISTER with digest ({args.reg_users} devices)", flush=True)
+        step("trunkline-register-digest", sw.proc.pid, args.reg_rates, args.duration, out / "trunkline-register",
+             mode="custom", env={"CUSTOM_SF": str(ROOT / "sipp-scenarios" / "register_auth.xml"),
+                                 "CUSTOM_INF": str(inf)})
     finally:
         sw.stop()
 
