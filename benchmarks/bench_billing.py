@@ -130,6 +130,7 @@ def cdr_frame(world: dict[str, object], n: int, seed: int, *, first: int = 0, st
     return pl.DataFrame(
         {
             "call_id": [f"bench-{seed}-{i}" for i in range(first, first + n)],
+            "sip_call_id": [f"bench-{seed}-{i}@192.0.2.10" for i in range(first, first + n)],
             "customer_id": customers[rng.integers(0, len(customers), n)],
             "caller_device_id": None,
             "callee_device_id": None,

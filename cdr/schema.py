@@ -2,8 +2,10 @@
 
 Every finished call attempt, answered or not, becomes exactly one :class:`CdrRecord`.  Times are
 integer milliseconds since the Unix epoch, UTC (explicit, never a naive local time).  The column
-order of :data:`CDR_COLUMNS` is the order of the ``cdrs`` table, the spool's CSV-like lines and
-the polars frame the rating engine receives.
+order of :data:`CDR_COLUMNS` is the order of the spool's lines (each segment names its columns)
+and of the polars frame the rating engine receives; the ``cdrs`` table has the same columns (in
+a database migrated from before 0004, ``sip_call_id`` is its last column: code names columns,
+never relies on their physical order).
 """
 
 from __future__ import annotations
@@ -42,9 +44,17 @@ HANGUP_SWITCH = "switch"
 
 @dataclass(frozen=True, slots=True)
 class CdrRecord:
-    """One finished call attempt."""
+    """One finished call attempt.
+
+    ``call_id`` is the attempt's own id, made by the switch when the call is created (a ULID,
+    :func:`switch.sip.ids.new_attempt_id`): unique across calls, restarts and switches, it keys
+    the ``cdrs`` table and everything billed from it.  ``sip_call_id`` is the caller's Call-ID as
+    received (the A leg): the caller chooses it, so it may repeat (a device reusing one, a retry
+    after a failed INVITE, a fraudster) and is only for finding a call's CDRs, never a key.
+    """
 
     call_id: str
+    sip_call_id: str
     customer_id: int | None
     caller_device_id: int | None
     callee_device_id: int | None
@@ -76,6 +86,7 @@ CDR_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CdrRecor
 # Column name -> (python type, nullable).  The database table and the polars schema derive from this.
 CDR_TYPES: dict[str, tuple[type, bool]] = {
     "call_id": (str, False),
+    "sip_call_id": (str, False),
     "customer_id": (int, True),
     "caller_device_id": (int, True),
     "callee_device_id": (int, True),

@@ -20,7 +20,8 @@ the CRC-32 (zlib) of the payload bytes as 8 lower-case hex digits, PAYLOAD is co
 (non-ASCII escaped, so a payload never contains a raw LF).  The first line of a segment is its
 header, a JSON object ``{"format": "trunkline-cdr-spool", "version": 1, "columns": [...], ...}``;
 every other line is one record, a JSON array of the values in the header's column order
-(:data:`cdr.schema.CDR_COLUMNS` when it was written; older segments are read by column name).
+(:data:`cdr.schema.CDR_COLUMNS` when it was written; older segments are read by column name: a
+column they lack takes its default, and ``sip_call_id``, added later, takes ``call_id``).
 
 Guarantee.  :meth:`SpoolWriter.emit` hands the line to the kernel with one ``os.write`` on the
 caller's thread (a few microseconds, no fsync): when it returns, the record is in the page cache
@@ -257,6 +258,11 @@ def _payload(line: bytes) -> Any:
 
 _SPEC = tuple((name, typ, nullable) for name, (typ, nullable) in CDR_TYPES.items())
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CdrRecord) if f.default is not MISSING}
+# A column missing from an older segment that takes another column's value.  Segments written
+# before ``sip_call_id`` existed keyed CDRs by the caller's Call-ID: their ``call_id`` *is* the
+# SIP Call-ID, and it stays their ``call_id`` (the key they may already be stored under, so a
+# replay after the upgrade still finds them stored and is not billed twice).
+_FROM_COLUMN: dict[str, str] = {"sip_call_id": "call_id"}
 
 
 class _Columns:
@@ -267,6 +273,9 @@ class _Columns:
         self.same = tuple(columns) == CDR_COLUMNS
         self.index = {name: i for i, name in enumerate(columns)}
         self.unknown = [c for c in columns if c not in CDR_TYPES]
+        for name, source in _FROM_COLUMN.items():
+            if name not in self.index and source in self.index:
+                self.index[name] = self.index[source]
         self.missing = [c for c in CDR_COLUMNS if c not in self.index and c not in _DEFAULTS]
 
     def record(self, values: Any) -> CdrRecord:

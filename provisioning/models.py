@@ -633,6 +633,7 @@ cdrs = Table(
     *_cdr_columns(),
     Index("ix_cdrs_customer_id", "customer_id"),
     Index("ix_cdrs_start_ms", "start_ms"),
+    Index("ix_cdrs_sip_call_id", "sip_call_id"),  # the caller's Call-ID: not unique (migration 0004)
 )
 
 

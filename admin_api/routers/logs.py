@@ -91,6 +91,9 @@ def list_cdrs(
     ] = None,
     disposition: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z_]*$")] = None,
     direction: Annotated[str | None, Query(max_length=16, pattern=r"^[a-z_]*$")] = None,
+    sip_call_id: Annotated[
+        str | None, Query(max_length=255, description="The caller's SIP Call-ID (exact; several CDRs may have it)")
+    ] = None,
     sort: SortParam = None,
     limit: PageLimit = 100,
     offset: PageOffset = 0,
@@ -105,6 +108,7 @@ def list_cdrs(
         number=number,
         disposition=disposition,
         direction=direction,
+        sip_call_id=sip_call_id,
         sort=sort,
     )
     return respond(db, listing, CdrPublic, limit=limit, offset=offset, fmt=format, name="cdrs")

@@ -87,7 +87,8 @@ class LoginEventPublic(ReadModel):
 
 class CdrPublic(ReadModel):
     id: int
-    call_id: str
+    call_id: str  # the switch's id of the attempt (a ULID), unique
+    sip_call_id: str  # the caller's SIP Call-ID, as received: may repeat
     customer_id: int | None
     caller_device_id: int | None
     callee_device_id: int | None

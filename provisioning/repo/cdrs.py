@@ -23,6 +23,7 @@ def list_cdrs(
     number: str | None = None,
     disposition: str | None = None,
     direction: str | None = None,
+    sip_call_id: str | None = None,
     sort: str | None = None,
 ) -> Listing:
     """CDRs in scope: a reseller's are those whose reseller path is under its own (the path is
@@ -46,5 +47,7 @@ def list_cdrs(
         stmt = stmt.where(cdrs.c.disposition == disposition)
     if direction:
         stmt = stmt.where(cdrs.c.direction == direction)
+    if sip_call_id:
+        stmt = stmt.where(cdrs.c.sip_call_id == sip_call_id)
     columns = {key: cdrs.c[key] for key in SORTABLE}
     return Listing(apply_sort(stmt, sort, columns, tiebreak=cdrs.c.id, default="-start_ms"), mappings=True)

@@ -194,8 +194,8 @@ class _Pending2xx:
 class Call:
     __slots__ = (
         "_cdr_done", "_no_answer", "a_2xx", "a_dialog", "a_msg", "a_peer", "a_tag", "a_tx", "answer_mono", "answer_ms",
-        "b_dialog", "callee", "caller", "core", "dialled", "end_ms", "final", "hangup_by", "legs", "pending",
-        "source_ip", "start_ms", "state", "winner",
+        "attempt_id", "b_dialog", "callee", "caller", "core", "dialled", "end_ms", "final", "hangup_by", "legs",
+        "pending", "source_ip", "start_ms", "state", "winner",
     )
 
     def __init__(self, core: SwitchCore, tx: ServerTransaction, msg: SipMessage, caller: Party, callee: Party,
@@ -214,6 +214,8 @@ class Call:
         self.winner: BLeg | None = None
         self.state = ROUTING
         self.start_ms = core.wall_ms()
+        # The CDR's key, made once per attempt here (never the caller's Call-ID, which it chooses).
+        self.attempt_id = core.new_attempt_id(self.start_ms)
         self.answer_ms: int | None = None
         self.answer_mono: float | None = None
         self.end_ms: int | None = None
@@ -672,7 +674,8 @@ class Call:
         else:
             duration = 0
         record = CdrRecord(
-            call_id=self.a_msg.call_id,
+            call_id=self.attempt_id,
+            sip_call_id=self.a_msg.call_id,
             customer_id=self.caller.customer_id,
             caller_device_id=self.caller.device_id,
             callee_device_id=self.callee.device_id,

@@ -130,6 +130,7 @@ class SwitchCore:
     # -- ids and addresses ---------------------------------------------------------------------
     new_tag = staticmethod(ids.new_tag)
     new_call_id = staticmethod(ids.new_call_id)
+    new_attempt_id = staticmethod(ids.new_attempt_id)  # CdrRecord.call_id, from the wall-clock ms
 
     def wall_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -150,7 +151,7 @@ class SwitchCore:
         try:
             self.cdr_sink.emit(record)
         except Exception:  # the sink's failure must not take the call path down; it logs its own
-            log.exception("CDR sink failed for Call-ID %s", record.call_id)
+            log.exception("CDR sink failed for CDR %s (Call-ID %s)", record.call_id, record.sip_call_id)
 
     # -- transport -> core ---------------------------------------------------------------------
     def receive(self, msg: SipMessage, peer: Peer, now: float) -> None:
@@ -409,7 +410,8 @@ class SwitchCore:
         self.reply(tx, status, reason, now)
         ms = self.wall_ms()
         self.emit_cdr(CdrRecord(
-            call_id=msg.call_id, customer_id=caller.customer_id, caller_device_id=caller.device_id,
+            call_id=self.new_attempt_id(ms), sip_call_id=msg.call_id,
+            customer_id=caller.customer_id, caller_device_id=caller.device_id,
             callee_device_id=callee.device_id if callee else None, caller_number=caller.number,
             dialled_number=dialled, start_ms=ms, answer_ms=None, end_ms=ms, duration_ms=0, sip_code=status,
             q850_cause=_q850(status), disposition=disposition_for_sip(status), direction=DIRECTION_INTERNAL,

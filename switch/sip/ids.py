@@ -44,3 +44,24 @@ BRANCH_PREFIX = "z9hG4bK" + os.urandom(4).hex() + "."
 def new_branch() -> str:
     """A branch unique in space and time and unguessable (RFC 3261 section 8.1.1.7)."""
     return BRANCH_PREFIX + _random_hex()
+
+
+# Crockford's base 32 (no I, L, O, U): the alphabet of ULIDs.
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_attempt_id(wall_ms: int) -> str:
+    """The id of one call attempt (``CdrRecord.call_id``): a ULID (https://github.com/ulid/spec),
+    26 characters of Crockford base 32, the first 10 the wall-clock milliseconds (48 bits), the
+    other 16 random (80 bits from the CSPRNG).
+
+    Unique across restarts, processes and machines without coordination (two ids of the same
+    millisecond collide with probability 2**-80), sortable by creation time as plain strings
+    (to the millisecond; ids of one millisecond in random order), and not chosen by any caller:
+    unlike the caller's Call-ID, it is a key billing can trust."""
+    value = (max(0, wall_ms) & ((1 << 48) - 1)) << 80 | int(_random_hex() + _random_hex()[:4], 16)
+    out = []
+    for _ in range(26):
+        out.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(out))

@@ -253,6 +253,7 @@ def test_another_resellers_token_sees_and_changes_nothing(
             [
                 {
                     "call_id": f"{MARK}-call",
+                    "sip_call_id": f"{MARK}-call",
                     "customer_id": world.ids["customer_id"],
                     "caller_number": "1",
                     "dialled_number": "2",

@@ -115,6 +115,38 @@ def test_rates_exactly_once_across_replays_and_restarts(migrated_db: SF, sidecar
     check_books_balance(migrated_db)
 
 
+def test_calls_sharing_one_sip_call_id_are_each_stored_rated_and_charged(
+        migrated_db: SF, sidecar: Sidecar, tmp_path: Path) -> None:
+    """The caller chooses its SIP Call-ID: calls that reuse one (a fraudster, two colliding
+    devices, a retry after a failed INVITE) are distinct attempts with distinct keys, each stored,
+    rated and charged; a replay of the spooled batch still stores and charges each once."""
+    w = build_world(migrated_db)
+    same = "reused-by-every-call@192.0.2.66"
+    attempts = [call(f"attempt-{i}", w.bob, "15551234567", answer=T0 + i * MIN, duration_ms=60_000,
+                     sip_call_id=same) for i in range(3)]
+    sidecar.emit(attempts)
+    assert sidecar.drain() == 3
+    with migrated_db() as s:
+        rows = s.execute(select(cdrs.c.call_id, cdrs.c.sip_call_id).order_by(cdrs.c.call_id)).all()
+        assert [tuple(r) for r in rows] == [(f"call-attempt-{i}", same) for i in range(3)]
+        listing = repo.cdrs.list_cdrs(s, scope=PROVIDER, sip_call_id=same)
+        assert listing.page(s, limit=10, offset=0).total == 3
+    got = rated(migrated_db)
+    assert sorted(got) == [f"call-attempt-{i}" for i in range(3)]
+    assert all((r["status"], r["debit"], r["charged"]) == ("rated", D("0.0050"), True) for r in got.values())
+    assert balance(migrated_db, w.bob) == D("-0.015000")  # 3 x 0.005, not 1 x
+    # A crash after the commit, before the position was saved: the same spool entries again.
+    (tmp_path / "spool" / POSITION_FILE).unlink()
+    sidecar.start()
+    assert sidecar.drain() == 3
+    assert balance(migrated_db, w.bob) == D("-0.015000")
+    with migrated_db() as s:
+        assert s.scalar(select(func.count()).select_from(cdrs)) == 3
+        assert s.scalar(select(func.count()).select_from(rated_calls)) == 3
+        assert s.scalar(select(func.count()).select_from(billing_runs)) == 1
+    check_books_balance(migrated_db)
+
+
 def test_a_failing_batch_leaves_nothing_and_is_retried(migrated_db: SF, sidecar: Sidecar,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     w = build_world(migrated_db)

@@ -96,6 +96,7 @@ def call(n: int | str, customer_id: int | None, number: str, *, answer: int | No
     end = (answer + duration_ms) if answer is not None else start + 5000
     values: dict[str, Any] = {
         "call_id": f"call-{n}",
+        "sip_call_id": f"sip-{n}@192.0.2.10",
         "customer_id": customer_id,
         "caller_device_id": None,
         "callee_device_id": None,

@@ -11,6 +11,7 @@ def cdr(n: int, **kw: Any) -> CdrRecord:
     """A plausible answered call, numbered ``n`` (its call id is ``call-<n>@test``)."""
     values: dict[str, Any] = {
         "call_id": f"call-{n}@test",
+        "sip_call_id": f"sip-{n}@192.0.2.10",
         "customer_id": 7,
         "caller_device_id": 11,
         "callee_device_id": None,

@@ -128,6 +128,51 @@ def test_hook_sees_only_new_records_inside_the_transaction(migrated_db: SF, tmp_
     w.close()
 
 
+def test_calls_reusing_a_sip_call_id_are_all_stored_and_replays_still_once(migrated_db: SF, tmp_path: Path) -> None:
+    """Keyed by the switch's attempt id, not the caller's Call-ID: every attempt is stored even
+    when the caller reuses one Call-ID; a replayed batch (same spool entries) is stored once."""
+    w = SpoolWriter(tmp_path)
+    batch = [cdr(i, sip_call_id="reused@192.0.2.66") for i in range(4)]
+    for r in batch:
+        w.emit(r)
+    seen: list[list[str]] = []
+    ing = CdrIngestor(migrated_db, tmp_path, on_batch=lambda _s, b: seen.append([r.call_id for r in b]))
+    assert ing.step() == 4
+    rows = stored(migrated_db)
+    assert [(r["call_id"], r["sip_call_id"]) for r in rows] == [(f"call-{i}@test", "reused@192.0.2.66")
+                                                                for i in range(4)]
+    (tmp_path / POSITION_FILE).unlink()  # a crash before the position was saved
+    again = CdrIngestor(migrated_db, tmp_path, on_batch=lambda _s, b: seen.append([r.call_id for r in b]))
+    assert again.step() == 4 and (again.inserted, again.duplicates) == (0, 4)
+    assert count(migrated_db) == 4 and seen == [[f"call-{i}@test" for i in range(4)]]
+    w.close()
+
+
+def test_a_spool_segment_from_before_the_upgrade_is_ingested(migrated_db: SF, tmp_path: Path) -> None:
+    """CDRs still in the spool at the upgrade (no sip_call_id column, keyed by the caller's
+    Call-ID) are stored with sip_call_id = call_id; one stored before the upgrade is not doubled."""
+    import json
+    import zlib
+
+    from cdr.spool import segment_name
+
+    def frame(payload: object) -> bytes:
+        data = json.dumps(payload).encode()
+        return b"%08x %s\n" % (zlib.crc32(data), data)
+
+    old_columns = [c for c in CDR_COLUMNS if c != "sip_call_id"]
+    old = [cdr(i, call_id=f"old-{i}@192.0.2.10", sip_call_id=f"old-{i}@192.0.2.10") for i in range(3)]
+    with migrated_db() as s:  # stored before the upgrade, the position not yet saved
+        s.execute(cdrs.insert(), [old[0].as_dict()])
+        s.commit()
+    (tmp_path / segment_name(1)).write_bytes(
+        frame({"format": "trunkline-cdr-spool", "version": 1, "columns": old_columns})
+        + b"".join(frame([getattr(r, c) for c in old_columns]) for r in old))
+    ing = CdrIngestor(migrated_db, tmp_path)
+    assert ing.step() == 3 and ing.quarantined == 0
+    assert [(r["call_id"], r["sip_call_id"]) for r in stored(migrated_db)] == [(r.call_id, r.sip_call_id) for r in old]
+
+
 def test_records_the_database_refuses_are_quarantined(migrated_db: SF, tmp_path: Path) -> None:
     w = SpoolWriter(tmp_path)
     w.emit(cdr(1))

@@ -83,7 +83,7 @@ def test_round_trip_and_line_format(tmp_path: Path) -> None:
         assert line.isascii() and line.endswith(b"\n") and line.count(b"\n") == 1
         assert int(line[:8], 16) == zlib.crc32(line[9:-1])
     assert lines[1] == encode_record(records[0])
-    assert json.loads(lines[1][9:])[:3] == ["call-0@test", 7, 11]
+    assert json.loads(lines[1][9:])[:4] == ["call-0@test", "sip-0@192.0.2.10", 7, 11]
 
     with SpoolReader(tmp_path) as reader:
         entries = list(reader.entries())
@@ -246,12 +246,13 @@ def test_corrupt_lines_are_quarantined_with_their_position(
     bad_crc = lines[2].replace(b"call-1", b"call-X")
     values = json.loads(lines[3][9:])
     bad_json = frame(b'["call-2@test", 7,')
-    bad_type = frame(json.dumps([*values[:10], "200", *values[11:]]).encode())
+    code, start = CDR_COLUMNS.index("sip_code"), CDR_COLUMNS.index("start_ms")
+    bad_type = frame(json.dumps([*values[:code], "200", *values[code + 1:]]).encode())
     short = frame(json.dumps(values[:5]).encode())
     not_array = frame(b'{"call_id": "x"}')
     null_required = frame(json.dumps([None, *values[1:]]).encode())
-    big_int = frame(json.dumps([*values[:6], 2**64, *values[7:]]).encode())
-    a_bool = frame(json.dumps([*values[:10], True, *values[11:]]).encode())
+    big_int = frame(json.dumps([*values[:start], 2**64, *values[start + 1:]]).encode())
+    a_bool = frame(json.dumps([*values[:code], True, *values[code + 1:]]).encode())
     garbage = b"\x00\xff garbage without a frame\n"
     bad = [bad_crc, bad_json, bad_type, short, not_array, null_required, big_int, a_bool, garbage]
     seg.write_bytes(b"".join([lines[0], lines[1], *bad, lines[4]]))
@@ -328,6 +329,37 @@ def test_segments_written_with_other_columns_are_read_by_name(tmp_path: Path) ->
     reader = SpoolReader(tmp_path)
     assert read_all(reader) == [record] and reader.rejected == 1
     assert "lacks required column(s) sip_code" in read_rejected(tmp_path / REJECTED_FILE)[0]["reason"]
+
+
+# The columns of every segment written before the switch made its own CDR ids (migration 0004).
+COLUMNS_BEFORE_SIP_CALL_ID = [
+    "call_id", "customer_id", "caller_device_id", "callee_device_id", "caller_number", "dialled_number",
+    "start_ms", "answer_ms", "end_ms", "duration_ms", "sip_code", "q850_cause", "disposition", "direction",
+    "call_type", "source_ip", "hangup_by", "reseller_path", "ip_device_id", "carrier_id", "did", "codecs",
+]
+
+
+def test_segments_written_before_sip_call_id_keep_their_key(tmp_path: Path) -> None:
+    """An upgrade with CDRs still in the spool: a segment of the old format (no ``sip_call_id``;
+    ``call_id`` was the caller's Call-ID) is read by name, ``sip_call_id`` takes ``call_id``, and
+    ``call_id`` stays what it was (the key such a CDR may already be stored under), next to a new
+    segment with today's columns; nothing is quarantined."""
+    assert [c for c in CDR_COLUMNS if c != "sip_call_id"] == COLUMNS_BEFORE_SIP_CALL_ID
+    old = [cdr(i, call_id=f"old-{i}@192.0.2.10", sip_call_id=f"old-{i}@192.0.2.10") for i in range(3)]
+    header = frame(json.dumps({"format": "trunkline-cdr-spool", "version": 1,
+                               "columns": COLUMNS_BEFORE_SIP_CALL_ID}).encode())
+    lines = [frame(json.dumps([getattr(r, c) for c in COLUMNS_BEFORE_SIP_CALL_ID]).encode()) for r in old]
+    (tmp_path / segment_name(1)).write_bytes(header + b"".join(lines))
+    new = [cdr(10), cdr(11, sip_call_id="old-0@192.0.2.10")]  # a new attempt reusing an old Call-ID
+    write(tmp_path, new).close()  # a new writer (the upgraded switch) takes segment 2
+    reader = SpoolReader(tmp_path)
+    got = read_all(reader)
+    assert got == old + new and reader.rejected == 0
+    assert [(r.call_id, r.sip_call_id) for r in got[:3]] == [(f"old-{i}@192.0.2.10",) * 2 for i in range(3)]
+    # Resuming in the middle of an old segment reads its header too.
+    first = next(SpoolReader(tmp_path).entries())
+    resumed = SpoolReader(tmp_path, SpoolPosition(first.segment, first.end))
+    assert read_all(resumed) == old[1:] + new
 
 
 # -- positions --------------------------------------------------------------------------------

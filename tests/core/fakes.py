@@ -467,9 +467,10 @@ class UA:
                                      to_user=to_user)
 
     # -- calls --
-    def call(self, number: str, *, body: bytes | None = None, headers: Sequence[tuple[str, str]] = ()) -> OutCall:
-        """Start a call (send the INVITE); see :class:`OutCall`."""
-        call = OutCall(self, number)
+    def call(self, number: str, *, body: bytes | None = None, headers: Sequence[tuple[str, str]] = (),
+             call_id: str | None = None, from_tag: str | None = None) -> OutCall:
+        """Start a call (send the INVITE); see :class:`OutCall`.  ``call_id``, ``from_tag``: reuse them."""
+        call = OutCall(self, number, call_id=call_id, from_tag=from_tag)
         call.invite(body=sdp(self.via_host, 40000 + self.n * 2) if body is None else body, headers=headers)
         return call
 
@@ -508,11 +509,11 @@ def contact_uri(msg: SipMessage) -> str:
 class OutCall:
     """The caller's side of one call through the switch."""
 
-    def __init__(self, ua: UA, number: str) -> None:
+    def __init__(self, ua: UA, number: str, *, call_id: str | None = None, from_tag: str | None = None) -> None:
         self.ua = ua
         n = next(_uniq)
-        self.call_id = f"cid-{ua.user}-{n}-secretcaller@{ua.via_host}"
-        self.from_tag = f"ftag-{ua.user}-{n}"
+        self.call_id = call_id or f"cid-{ua.user}-{n}-secretcaller@{ua.via_host}"
+        self.from_tag = from_tag or f"ftag-{ua.user}-{n}"
         display = f'"{ua.display}" ' if ua.display else ""
         self.from_ = f"{display}<sip:{ua.user}@{ua.via_host}>;tag={self.from_tag}"
         self.to = f"<sip:{number}@{SWITCH_IP}>"

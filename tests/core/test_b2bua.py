@@ -77,9 +77,10 @@ class World:
     def bob(self) -> UA:
         return self.bobs[0]
 
-    def dial(self, number: str = "1001", *, body: bytes | None = None) -> OutCall:
+    def dial(self, number: str = "1001", *, body: bytes | None = None, call_id: str | None = None,
+             from_tag: str | None = None) -> OutCall:
         """The caller's INVITE, authenticated (407 first) when the caller is a SIP device."""
-        out = self.alice.call(number, body=body)
+        out = self.alice.call(number, body=body, call_id=call_id, from_tag=from_tag)
         msgs = self.alice.take()
         if not self.ip_caller:
             # Challenged statelessly (RFC 3261 8.2.7): the 407 alone, no 100, no transaction.
@@ -119,7 +120,8 @@ class World:
                   callee: bool = True, dialled: str = "1001", q850: int | None = None) -> CdrRecord:
         rec = self.cdr()
         end = self.h.clock.wall_ms() if not hasattr(self, "end_ms") else self.end_ms
-        assert rec.call_id == out.call_id  # the caller's Call-ID
+        assert rec.sip_call_id == out.call_id  # the caller's Call-ID, as received
+        assert_attempt_id(rec.call_id, self.start_ms)  # the key: the switch's own id of the attempt
         assert rec.customer_id == 1
         assert rec.caller_device_id == (None if self.ip_caller else self.alice_dev.id)
         assert rec.ip_device_id == (self.ip_dev.id if self.ip_caller else None)
@@ -151,6 +153,18 @@ class World:
             for secret in (inc.invite.call_id, inc.to_tag, b_branch, "z9hG4bK-bob-", inc.ua.contact_uri,
                            inc.invite.from_.tag or "?"):
                 assert secret.encode() not in to_caller, secret
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def assert_attempt_id(call_id: str, start_ms: int) -> None:
+    """``call_id`` is a ULID made by the switch when the call started (its first 48 bits)."""
+    assert len(call_id) == 26 and set(call_id) <= set(_CROCKFORD), call_id
+    value = 0
+    for ch in call_id:
+        value = value * 32 + _CROCKFORD.index(ch)
+    assert value >> 80 == start_ms, (call_id, start_ms)
 
 
 def bye_and_answer(phone: UA) -> SipMessage:
@@ -213,6 +227,61 @@ def test_full_call_from_an_ip_device() -> None:
     w.assert_topology_hidden(out, [inc])
     h.assert_idle()
     assert len(h.cdrs.records) == 1
+
+
+@pytest.mark.parametrize("ip_caller", [True, False], ids=["ip-device", "digest-device"])
+@pytest.mark.parametrize("same_from_tag", [False, True], ids=["new-from-tag", "same-from-tag"])
+def test_calls_reusing_one_call_id_get_one_cdr_each(ip_caller: bool, same_from_tag: bool) -> None:
+    """A caller chooses its Call-ID: two complete calls with the same one (a device reusing it, a
+    fraudster) are two attempts with two CDRs, each with its own key; the Call-ID is only kept
+    (``sip_call_id``), never trusted as the key billing stores CDRs by."""
+    w = World(ip_caller=ip_caller)
+    h, alice = w.h, w.alice
+    reused = "same-every-time@192.0.2.66"
+    keys: list[str] = []
+    from_tag: str | None = None
+    for n in range(2):
+        h.cdrs.records.clear()
+        out = w.dial(call_id=reused, from_tag=from_tag if same_from_tag else None)
+        from_tag = out.from_tag
+        inc = w.incoming()
+        inc.respond(200, body=SDP_B)
+        w.answer_ms = h.clock.wall_ms()
+        out.confirm(only(alice.take(), status=200))
+        out.ack()
+        assert [m.method for m in w.bob.take()] == ["ACK"]
+        h.advance(10.0 + n)
+        assert out.dialog is not None
+        out.dialog.request("BYE")
+        w.mark_end()
+        assert statuses(alice.take()) == [200]
+        bye_and_answer(w.bob)
+        rec = w.check_cdr(out, sip_code=200, disposition=ANSWERED, hangup_by=HANGUP_CALLER, answered=True)
+        assert rec.sip_call_id == reused and rec.duration_ms == (10 + n) * 1000
+        keys.append(rec.call_id)
+        del w.end_ms
+        h.advance(1.0)
+    assert keys[0] != keys[1] and keys[0] < keys[1]  # unique, and in start order
+    h.assert_idle()
+
+
+def test_refused_attempts_reusing_one_call_id_get_distinct_keys() -> None:
+    """Refused attempts (here: a number that does not exist) are CDRs too, each with its own key."""
+    w = World()
+    recs = []
+    for _ in range(3):
+        w.h.cdrs.records.clear()
+        out = w.alice.call("5555", call_id="again@192.0.2.66", from_tag="same-tag")
+        msgs = w.alice.take()
+        assert statuses(msgs) == [100, 404]
+        out.ack_failure(msgs[1])
+        (rec,) = w.h.cdrs.records
+        assert rec.sip_call_id == "again@192.0.2.66" and rec.disposition == NOT_FOUND
+        assert_attempt_id(rec.call_id, rec.start_ms)
+        recs.append(rec)
+        w.h.advance(40.0)  # let the attempt's transactions end before the next one
+    assert len({r.call_id for r in recs}) == 3
+    w.h.assert_idle()
 
 
 def test_full_call_from_a_digest_device_bye_from_callee() -> None:
@@ -1098,3 +1167,16 @@ def test_ids_made_by_the_switch_are_random() -> None:
     branches = [ids.new_branch() for _ in range(3)]
     assert len({b.rsplit(".", 1)[1] for b in branches}) == 3
     assert all(b.startswith("z9hG4bK") for b in branches)
+
+
+def test_attempt_ids_are_unique_time_sortable_ulids() -> None:
+    """CdrRecord.call_id: 48 bits of milliseconds then 80 random bits (ULID, Crockford base 32)."""
+    from switch.sip import ids
+
+    same_ms = [ids.new_attempt_id(1_700_000_000_000) for _ in range(5000)]
+    assert len(set(same_ms)) == 5000  # no coordination needed, even within one millisecond
+    for value in same_ms[:50]:
+        assert_attempt_id(value, 1_700_000_000_000)
+    over_time = [ids.new_attempt_id(ms) for ms in (0, 1, 999, 1_700_000_000_000, 1_700_000_000_001, 2**48 - 1)]
+    assert over_time == sorted(over_time)  # string order is time order
+    assert ids.new_attempt_id(-5)[:10] == "0000000000"  # a clock before 1970 does not break it

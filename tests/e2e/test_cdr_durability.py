@@ -4,8 +4,8 @@ The issue's promise: kill either process with SIGKILL at any moment under load; 
 every call whose BYE completed has exactly one CDR.  SIPp's UAC logs the Call-ID of every call
 whose BYE got its 200 (sipp-scenarios/uac_bench_logged.xml); the switch and the sidecar are
 killed at seeded random moments while the traffic runs; at the end each logged Call-ID must
-have exactly one row in ``cdrs``, the spool and the table must agree, and nothing may have been
-quarantined.
+have exactly one row in ``cdrs`` (found by ``sip_call_id``: ``call_id`` is the switch's own id
+of the attempt), the spool and the table must agree, and nothing may have been quarantined.
 """
 
 from __future__ import annotations
@@ -58,10 +58,11 @@ def _wait_log(sw: SwitchProcess, text: str, count: int, timeout: float = 30.0) -
     assert sw.log().count(text) >= count, sw.log()
 
 
-def _rows(db: Path) -> list[tuple[str, str, str]]:
+def _rows(db: Path) -> list[tuple[str, str, str, str]]:
+    """(SIP Call-ID, attempt id, disposition, hangup_by) of every CDR."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
-        return list(con.execute("SELECT call_id, disposition, hangup_by FROM cdrs"))
+        return list(con.execute("SELECT sip_call_id, call_id, disposition, hangup_by FROM cdrs"))
     finally:
         con.close()
 
@@ -196,24 +197,29 @@ def test_every_completed_call_has_exactly_one_cdr_across_sigkills(tmp_path: Path
 
     assert rc == 0, sw.log()
     rows = _rows(work / "var" / "trunkline.db")
-    by_id: dict[str, list[tuple[str, str, str]]] = {}
+    by_id: dict[str, list[tuple[str, str, str, str]]] = {}  # by the SIP Call-ID SIPp used
     for row in rows:
         by_id.setdefault(row[0], []).append(row)
     assert len(completed) == len(set(completed)), "SIPp logged a Call-ID twice"
     missing = [c for c in completed if c not in by_id]
     assert not missing, f"{len(missing)} completed call(s) without a CDR, e.g. {missing[:5]}\n{timeline}"
-    assert all(len(by_id[c]) == 1 for c in completed)
+    doubled = [c for c in completed if len(by_id[c]) != 1]
+    assert not doubled, f"completed call(s) with more than one CDR: {[by_id[c] for c in doubled[:5]]}"
+    # Every SIPp call (one Call-ID each) has at most one CDR, completed or not: no CDR was
+    # stored twice under two keys.
     assert len(rows) == len(by_id), "duplicate CDRs"
-    assert all(by_id[c][0][1:] == ("ANSWERED", "caller") for c in completed)
+    assert len({r[1] for r in rows}) == len(rows)  # the attempt ids are unique
+    assert all(by_id[c][0][2:] == ("ANSWERED", "caller") for c in completed)
 
     # The spool and the table agree: every spooled CDR was stored (none lost in between), and
     # nothing was quarantined.
     spool = work / "var" / "spool"
-    spooled: list[str] = []
+    spooled: list[tuple[str, str]] = []
     for directory in (spool / ARCHIVE_DIR, spool):
         with SpoolReader(directory, rejected_path=tmp_path / "verify-rejected.jsonl") as reader:
-            spooled += [e.record.call_id for e in reader.entries()]
-    assert set(spooled) == set(by_id), "the spool and the cdrs table disagree"
+            spooled += [(e.record.sip_call_id, e.record.call_id) for e in reader.entries()]
+    assert len(set(spooled)) == len(spooled), "a CDR was spooled twice"
+    assert set(spooled) == {r[:2] for r in rows}, "the spool and the cdrs table disagree"
     rejected = spool / REJECTED_FILE
     assert not rejected.exists() or rejected.read_text() == "", rejected.read_text()
     full_log = sw.log_path.read_text(errors="replace")

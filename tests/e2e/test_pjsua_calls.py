@@ -85,9 +85,10 @@ def test_phones_call_send_dtmf_and_a_tone_through_the_switch(
     caller.hangup()
     callee.wait_call_state("DISCONNECTED", timeout=10)
     caller.wait_call_state("DISCONNECTED", timeout=10)
-    (cdr,) = cdrs(phone_switch, where=f"call_id = '{confirmed['sip_call_id']}'")
+    (cdr,) = cdrs(phone_switch, where=f"sip_call_id = '{confirmed['sip_call_id']}'")
     assert (cdr["disposition"], cdr["hangup_by"], cdr["sip_code"]) == ("ANSWERED", "caller", 200)
     assert cdr["duration_ms"] > 1500  # the tone alone lasted two seconds
+    assert len(cdr["call_id"]) == 26 and cdr["call_id"] != cdr["sip_call_id"]  # the switch's own id
 
 
 def test_hold_and_resume_through_the_switch(phone_switch: SwitchProcess, people: dict[str, dict[str, Any]],

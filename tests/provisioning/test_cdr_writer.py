@@ -19,6 +19,7 @@ SF = sessionmaker[Session]
 def _cdr(call_id: str, **kw: object) -> CdrRecord:
     values: dict[str, object] = {
         "call_id": call_id,
+        "sip_call_id": f"sip-{call_id}",
         "customer_id": 1,
         "caller_device_id": 2,
         "callee_device_id": 3,

@@ -47,7 +47,7 @@ TABLES = {
     "rated_levels",
     "bundle_usage",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 def test_upgrade_from_empty_creates_every_table_and_matches_the_models(db_url: str) -> None:
@@ -61,7 +61,12 @@ def test_upgrade_from_empty_creates_every_table_and_matches_the_models(db_url: s
             names = set(inspect(conn).get_table_names())
             assert names >= TABLES
             cdr_columns = [c["name"] for c in inspect(conn).get_columns("cdrs")]
-            assert cdr_columns == ["id", *CDR_COLUMNS]
+            # 0004 appends sip_call_id (PostgreSQL cannot insert a column in the middle); the
+            # code always names the columns, so only the set matters.
+            assert sorted(cdr_columns) == sorted(["id", *CDR_COLUMNS])
+            indexes = {ix["name"]: ix for ix in inspect(conn).get_indexes("cdrs")}
+            assert indexes["ix_cdrs_sip_call_id"]["column_names"] == ["sip_call_id"]
+            assert not indexes["ix_cdrs_sip_call_id"]["unique"]
             # Autogenerate finds nothing to do: the migration and the models agree exactly.
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
             assert diff == []
@@ -207,5 +212,60 @@ def test_upgrade_from_0002_keeps_the_ledger_and_cdrs(db_url: str) -> None:
         with engine.connect() as conn:
             assert "rated_calls" not in inspect(conn).get_table_names()
             assert conn.exec_driver_sql("SELECT count(*) FROM ledger_entries").scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_0003_backfills_sip_call_id_and_keeps_rated_calls(db_url: str) -> None:
+    """0004 adds ``cdrs.sip_call_id`` (SQLite: batch mode, the table is rebuilt): existing CDRs
+    get their old key (the caller's Call-ID) as ``sip_call_id``, keep ``call_id``, and their
+    ``rated_calls`` rows survive the rebuild; ``call_id`` stays unique, ``sip_call_id`` may repeat."""
+    upgrade(db_url, "0003")
+    engine = make_engine(db_url)
+    columns = ("customer_id, caller_number, dialled_number, start_ms, end_ms, duration_ms, sip_code, q850_cause,"
+               " disposition, direction, call_type, source_ip, hangup_by, reseller_path, did, codecs")
+    values = "NULL, '1', '442079460000', 1, 2, 1, 200, 16, 'ANSWERED', 'outbound', 'outbound', '192.0.2.1', " \
+             "'caller', '', '', ''"
+    try:
+        with engine.begin() as conn:
+            for call_id in ("old-a@192.0.2.1", "old-b@192.0.2.1"):
+                conn.exec_driver_sql(f"INSERT INTO cdrs (call_id, {columns}) VALUES ('{call_id}', {values})")
+            conn.exec_driver_sql(
+                "INSERT INTO billing_runs (id, kind, started_at, book_version, calls, created_by)"
+                " VALUES (1, 'batch', CURRENT_TIMESTAMP, 0, 2, 'test')"
+            )
+            for call_id in ("old-a@192.0.2.1", "old-b@192.0.2.1"):
+                conn.exec_driver_sql(
+                    "INSERT INTO rated_calls (call_id, t_ms, status, note, charged, run_id, book_version, rated_at)"
+                    f" VALUES ('{call_id}', 1, 'unbillable', '', false, 1, 0, CURRENT_TIMESTAMP)"
+                )
+        upgrade(db_url)
+        assert current_revision(db_url) == HEAD
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT call_id, sip_call_id FROM cdrs ORDER BY call_id").all()
+            assert [tuple(r) for r in rows] == [("old-a@192.0.2.1", "old-a@192.0.2.1"),
+                                                ("old-b@192.0.2.1", "old-b@192.0.2.1")]
+            assert conn.exec_driver_sql("SELECT count(*) FROM rated_calls").scalar_one() == 2
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+            assert diff == []
+        with engine.begin() as conn:  # the caller's Call-ID may repeat under new attempt ids
+            for call_id in ("01J0000000000000000000000A", "01J0000000000000000000000B"):
+                conn.exec_driver_sql(
+                    f"INSERT INTO cdrs (call_id, sip_call_id, {columns}) VALUES ('{call_id}', 'same@x', {values})"
+                )
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # the attempt id may not
+            conn.exec_driver_sql(f"INSERT INTO cdrs (call_id, sip_call_id, {columns})"
+                                 f" VALUES ('01J0000000000000000000000A', 'y', {values})")
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # and sip_call_id is required
+            conn.exec_driver_sql(f"INSERT INTO cdrs (call_id, {columns})"
+                                 f" VALUES ('01J0000000000000000000000C', {values})")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM cdrs WHERE sip_call_id = 'same@x'").scalar_one() == 2
+        downgrade(db_url, "0003")
+        assert current_revision(db_url) == "0003"
+        with engine.connect() as conn:
+            assert "sip_call_id" not in [c["name"] for c in inspect(conn).get_columns("cdrs")]
+            assert conn.exec_driver_sql("SELECT count(*) FROM cdrs").scalar_one() == 4
+            assert conn.exec_driver_sql("SELECT count(*) FROM rated_calls").scalar_one() == 2
     finally:
         engine.dispose()

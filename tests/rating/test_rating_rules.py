@@ -408,6 +408,7 @@ def test_empty_frame_and_full_cdr_schema_frame() -> None:
     assert empty.height == 0 and "debit" in empty.columns
     rec = CdrRecord(
         call_id="x1",
+        sip_call_id="x1@192.0.2.1",
         customer_id=1,
         caller_device_id=None,
         callee_device_id=None,
