@@ -56,4 +56,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotPermitted)
     async def _forbidden(_request: Request, exc: NotPermitted) -> JSONResponse:
-        return JSONResponse(status_code=403, content={"detail": exc.message})
+        content = {"detail": exc.message} if exc.field is None else {"detail": exc.message, "field": exc.field}
+        return JSONResponse(status_code=403, content=content)

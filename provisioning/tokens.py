@@ -170,6 +170,45 @@ def ensure_admin_token(
     return token
 
 
+# Labels of the service provider's own token (the first start's, then each rotation's).
+_PROVIDER_TOKEN_LABELS = ("generated", "rotated")
+
+
+def rotate_admin_token(session_factory: sessionmaker[Session], *, token_file: Path) -> str:
+    """Replace the service provider's token: a new one is stored (its hash only) and written to
+    ``token_file`` (mode 0600); the previous generated or rotated ones are revoked in the same
+    transaction.  Returns the new token, to be shown once.
+
+    API tokens of kind ``admin`` issued through ``POST /tokens``, administrators' login tokens and
+    the TRUNKLINE_ADMIN_TOKEN one are not touched (revoke those with ``DELETE /tokens/{id}``, or
+    change the variable).  If the database write fails, the previous file is put back.
+    """
+    previous = token_file.read_text() if token_file.exists() else None
+    token = secrets.token_urlsafe(32)
+    _write_secret_file(token_file, token)
+    try:
+        with session_factory.begin() as session:
+            now = utcnow()
+            for old in session.scalars(
+                select(ApiToken).where(
+                    ApiToken.kind == "admin",
+                    ApiToken.user_id.is_(None),
+                    ApiToken.label.in_(_PROVIDER_TOKEN_LABELS),
+                    ApiToken.revoked_at.is_(None),
+                )
+            ):
+                old.revoked_at = now
+            session.add(ApiToken(kind="admin", owner_id=None, token_hash=hash_token(token), label="rotated"))
+    except BaseException:
+        if previous is None:
+            token_file.unlink(missing_ok=True)
+        else:
+            _write_secret_file(token_file, previous.rstrip("\n"))
+        raise
+    log.info("rotated the admin API token and wrote it to %s", token_file)
+    return token
+
+
 def _write_secret_file(path: Path, content: str) -> None:
     """Write ``content`` to ``path`` readable by the owner only, replacing it atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)

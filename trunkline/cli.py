@@ -84,6 +84,30 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    if not args.rotate:
+        sys.stderr.write("trunkline admin-token: nothing to do (use --rotate)\n")
+        return 2
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"trunkline: {exc}\n")
+        return 2
+    if settings.admin_token:
+        sys.stderr.write("trunkline admin-token: TRUNKLINE_ADMIN_TOKEN is set; change the variable instead\n")
+        return 2
+    _setup_logging(settings.log_level)
+    from provisioning.db import session_factory_from_url
+    from provisioning.tokens import rotate_admin_token
+
+    token_file = settings.var_dir / "admin-token"
+    token = rotate_admin_token(session_factory_from_url(settings.database_url), token_file=token_file)
+    # Shown once; the database keeps only its hash.  The previous token stops working at once
+    # on this node and within 0.5 s on running ones (their verification cache).
+    sys.stdout.write(f"New admin API token (also saved to {token_file}; the previous one is revoked):\n  {token}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["rate"]:
@@ -113,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     mig = sub.add_parser("migrate", help="create or upgrade the database schema")
     mig.add_argument("--config")
     mig.set_defaults(func=cmd_migrate)
+    tok = sub.add_parser("admin-token", help="rotate the service provider's API token: trunkline admin-token --rotate")
+    tok.add_argument("--rotate", action="store_true",
+                     help="issue a new token, print it once, save it to <var_dir>/admin-token, revoke the old one")
+    tok.add_argument("--config", help="TOML configuration file (TRUNKLINE_* variables override it)")
+    tok.set_defaults(func=cmd_admin_token)
     args = parser.parse_args(args_list)
     result: int = args.func(args)
     return result

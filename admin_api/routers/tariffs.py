@@ -17,14 +17,23 @@ from admin_api.schemas.tariffs import (
     RatePublic,
     RateUpdate,
     TariffCreate,
+    TariffCustomerView,
     TariffPublic,
     TariffUpdate,
 )
 from provisioning import repo
 from provisioning.errors import ImportRejected
+from provisioning.tokens import Principal
 
 router = APIRouter(prefix="/tariffs", tags=["tariffs and rates"])
 MAX_DECK_BYTES = 256 * 1024 * 1024
+
+
+def _public(tariff: Any, principal: Principal) -> TariffPublic:
+    """A customer's token never sees its reseller's base tariff or markup (docs/api.md "Tenancy")."""
+    if principal.scope.kind == "customer":
+        return TariffPublic.model_validate(TariffCustomerView.model_validate(tariff).model_dump())
+    return TariffPublic.model_validate(tariff)
 
 
 @router.post("", status_code=201, summary="Create a tariff (optionally derived from another with a markup)")
@@ -46,12 +55,13 @@ def list_tariffs(
     format: FormatParam = "json",
 ) -> Any:
     listing = repo.tariffs.list_tariffs(db, scope=principal.scope, name=name, reseller_id=reseller_id, sort=sort)
-    return respond(db, listing, TariffPublic, limit=limit, offset=offset, fmt=format, name="tariffs")
+    public = TariffCustomerView if principal.scope.kind == "customer" else TariffPublic
+    return respond(db, listing, public, limit=limit, offset=offset, fmt=format, name="tariffs")
 
 
 @router.get("/{tariff_id}", summary="Get a tariff")
 def get_tariff(tariff_id: int, db: DbSession, principal: CurrentPrincipal) -> TariffPublic:
-    return TariffPublic.model_validate(repo.tariffs.get_tariff(db, scope=principal.scope, tariff_id=tariff_id))
+    return _public(repo.tariffs.get_tariff(db, scope=principal.scope, tariff_id=tariff_id), principal)
 
 
 @router.patch("/{tariff_id}", summary="Change a tariff")

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 from provisioning.validation import (
     MAX_ID,
@@ -26,6 +37,24 @@ PlainText = Annotated[str, Field(pattern=NO_CONTROL_PATTERN)]
 Domain = Annotated[str, Field(max_length=253), AfterValidator(normalize_domain)]
 IpAddress = Annotated[str, Field(max_length=64, examples=["192.0.2.10"]), AfterValidator(normalize_ip)]
 IpOrNetwork = Annotated[str, Field(max_length=64, examples=["192.0.2.0/24"]), AfterValidator(normalize_network)]
+
+
+NOT_ENFORCED = "Stored; not enforced by the switch yet."
+M = TypeVar("M", bound=BaseModel)
+
+
+def not_enforced(*names: str) -> Callable[[type[M]], type[M]]:
+    """Class decorator: these fields' descriptions say that the switch does not act on them yet
+    (it admits and routes calls on what ``provisioning.snapshot`` hands to ``switch.ports``)."""
+
+    def mark(model: type[M]) -> type[M]:
+        for name in names:
+            info = model.model_fields[name]
+            info.description = f"{info.description.rstrip('.')}. {NOT_ENFORCED}" if info.description else NOT_ENFORCED
+        model.model_rebuild(force=True)
+        return model
+
+    return mark
 
 
 class Page(BaseModel, Generic[T]):
@@ -89,13 +118,41 @@ def text(max_length: int, *, min_length: int = 0, description: str | None = None
     return Field(min_length=min_length, max_length=max_length, pattern=NO_CONTROL_PATTERN, description=description)
 
 
+def _no_binary_float(value: Any) -> Any:
+    # The JSON decoder turns a number with a fraction (10.10, 1e2) into a binary float before
+    # any validator sees it, so its exact digits are already lost (0.1 + 0.2 != 0.3, and an
+    # 18-digit amount is rounded to 17).  Refused, naming the field: money is sent as a decimal
+    # string ("10.10") or an integer (10), both exact.
+    if isinstance(value, float):
+        raise ValueError('send decimals as a string ("10.10") or an integer: a JSON number with a fraction is refused')
+    return value
+
+
+def exact_decimal(pattern: str, *, minimum: int | None = None) -> Any:
+    """The metadata of an exact decimal input: no float, documented as a string or an integer."""
+    integer: dict[str, Any] = {"type": "integer"}
+    if minimum is not None:
+        integer["minimum"] = minimum
+    schema = {
+        "anyOf": [{"type": "string", "pattern": pattern}, integer],
+        "description": "Exact decimal: a string or an integer (a JSON number with a fraction is refused)",
+    }
+    return (BeforeValidator(_no_binary_float), WithJsonSchema(schema, mode="validation"))
+
+
+UNSIGNED_DECIMAL = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"
+SIGNED_DECIMAL = r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$"
 # Money: exact decimals with at most 6 places (NUMERIC(18,6)); JSON carries them as strings.
+# In: a decimal string or an integer (a JSON number with a fraction is refused, 422).
 Money = Annotated[
     Decimal,
     Field(ge=0, max_digits=18, decimal_places=6, examples=["12.50"], description="Decimal, at most 6 places"),
+    *exact_decimal(UNSIGNED_DECIMAL, minimum=0),
 ]
 SignedMoney = Annotated[
-    Decimal, Field(max_digits=18, decimal_places=6, examples=["-2.50"], description="Decimal, at most 6 places")
+    Decimal,
+    Field(max_digits=18, decimal_places=6, examples=["-2.50"], description="Decimal, at most 6 places"),
+    *exact_decimal(SIGNED_DECIMAL),
 ]
 
 
@@ -107,7 +164,11 @@ _MICRO = Decimal("0.000001")
 # Money out: always the stored scale (6 places) as a string, whether the value was just written
 # (a Python Decimal("0")) or read back from the database (NUMERIC(18,6)).
 MoneyOut = Annotated[Decimal, PlainSerializer(_six_places, return_type=str, when_used="json")]
-Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=9, decimal_places=4)]
+Percent = Annotated[
+    Decimal,
+    Field(ge=0, le=100, max_digits=9, decimal_places=4),
+    *exact_decimal(r"^[0-9]{1,3}(\.[0-9]{1,4})?$", minimum=0),
+]
 Instant = Annotated[
     AwareDatetime, Field(description="ISO 8601 date-time with a UTC offset", examples=["2026-01-01T00:00:00Z"])
 ]

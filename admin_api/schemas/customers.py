@@ -21,6 +21,7 @@ from admin_api.schemas.common import (
     Percent,
     ReadModel,
     WriteModel,
+    not_enforced,
     not_null,
     text,
 )
@@ -89,10 +90,27 @@ WebPassword = Annotated[
 ]
 
 
+# Kept for the billing and the switch's next steps; the switch admits calls on status alone today.
+CUSTOMER_NOT_ENFORCED = (
+    "max_sessions",
+    "cps",
+    "max_call_seconds",
+    "billing_type",
+    "credit_limit",
+    "codecs",
+    "call_with_media",
+    "cli",
+    "trunk_channel_max",
+    "fraud_limit_default",
+    "fraud_limit_ceiling",
+)
+
+
 def _default_codecs() -> list[Codec]:
     return ["PCMA", "PCMU"]
 
 
+@not_enforced(*CUSTOMER_NOT_ENFORCED)
 class CustomerCreate(WriteModel):
     name: Name
     reseller_id: Id | None = Field(
@@ -149,6 +167,7 @@ class CustomerCreate(WriteModel):
     _password = field_validator("web_password")(_strong)
 
 
+@not_enforced(*CUSTOMER_NOT_ENFORCED)
 class CustomerUpdate(WriteModel):
     name: Name | None = None
     domain: Domain | None = Field(default=None, description="May be set once, never changed")
@@ -211,6 +230,7 @@ class CustomerUpdate(WriteModel):
     _password = field_validator("web_password")(_strong)
 
 
+@not_enforced(*CUSTOMER_NOT_ENFORCED)
 class CustomerPublic(ReadModel):
     id: int
     reseller_id: int | None

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from admin_api.schemas.common import IpAddress, Limit, ReadModel, WriteModel, not_null, text
+from admin_api.schemas.common import IpAddress, Limit, ReadModel, WriteModel, not_enforced, not_null, text
 from provisioning.validation import CALLER_NUMBER_PATTERN, TECH_PREFIX_PATTERN
 
 DeviceStatus = Literal["active", "inactive"]
@@ -16,6 +16,7 @@ TechPrefix = Annotated[str, Field(pattern=TECH_PREFIX_PATTERN, description="Digi
 CallerNumber = Annotated[str, Field(pattern=CALLER_NUMBER_PATTERN)]
 
 
+@not_enforced("max_sessions", "cps")
 class IpDeviceCreate(WriteModel):
     ip: IpAddress
     port: Port | None = Field(default=None, description="Source port; empty = any port of this address")
@@ -27,6 +28,7 @@ class IpDeviceCreate(WriteModel):
     description: Annotated[str, text(200)] = ""
 
 
+@not_enforced("max_sessions", "cps")
 class IpDeviceUpdate(WriteModel):
     ip: IpAddress | None = None
     port: Port | None = None
@@ -40,6 +42,7 @@ class IpDeviceUpdate(WriteModel):
     _not_null = field_validator("ip", "tech_prefix", "status", "max_sessions", "cps", "description")(not_null)
 
 
+@not_enforced("max_sessions", "cps")
 class IpDevicePublic(ReadModel):
     id: int
     customer_id: int

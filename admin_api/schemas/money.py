@@ -8,9 +8,20 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from admin_api.schemas.common import Instant, MoneyOut, ReadModel, SignedMoney, WriteModel, text
+from admin_api.schemas.common import (
+    UNSIGNED_DECIMAL,
+    Instant,
+    MoneyOut,
+    ReadModel,
+    SignedMoney,
+    WriteModel,
+    exact_decimal,
+    text,
+)
 
-PositiveMoney = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6, examples=["50.00"])]
+PositiveMoney = Annotated[
+    Decimal, Field(gt=0, max_digits=18, decimal_places=6, examples=["50.00"]), *exact_decimal(UNSIGNED_DECIMAL)
+]
 
 
 class PaymentCreate(WriteModel):

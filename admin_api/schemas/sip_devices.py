@@ -7,7 +7,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from admin_api.schemas.common import IpOrNetwork, Limit, Money, MoneyOut, ReadModel, WriteModel, not_null
+from admin_api.schemas.common import (
+    IpOrNetwork,
+    Limit,
+    Money,
+    MoneyOut,
+    ReadModel,
+    WriteModel,
+    not_enforced,
+    not_null,
+)
 from provisioning.validation import (
     CALLER_NUMBER_PATTERN,
     DISPLAY_NAME_PATTERN,
@@ -40,6 +49,10 @@ VoicemailEmail = Annotated[str, Field(max_length=254, pattern=EMAIL_PATTERN)]
 AllowedIps = Annotated[list[IpOrNetwork], Field(max_length=64, description="Source addresses or networks; empty = any")]
 
 
+SIP_DEVICE_NOT_ENFORCED = ("max_sessions", "cps", "voicemail_enabled", "voicemail_email", "fraud_limit")
+
+
+@not_enforced(*SIP_DEVICE_NOT_ENFORCED)
 class SipDeviceCreate(WriteModel):
     username: Username
     password: Password
@@ -57,6 +70,7 @@ class SipDeviceCreate(WriteModel):
     )
 
 
+@not_enforced(*SIP_DEVICE_NOT_ENFORCED)
 class SipDeviceUpdate(WriteModel):
     username: Username | None = Field(default=None, description="Changing it requires the password too")
     password: Password | None = None
@@ -76,6 +90,7 @@ class SipDeviceUpdate(WriteModel):
     )(not_null)
 
 
+@not_enforced(*SIP_DEVICE_NOT_ENFORCED)
 class SipDevicePublic(ReadModel):
     id: int
     customer_id: int

@@ -8,15 +8,32 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from admin_api.schemas.common import EntityStatus, Id, Instant, Money, MoneyOut, ReadModel, WriteModel, not_null, text
+from admin_api.schemas.common import (
+    SIGNED_DECIMAL,
+    UNSIGNED_DECIMAL,
+    EntityStatus,
+    Id,
+    Instant,
+    Money,
+    MoneyOut,
+    ReadModel,
+    WriteModel,
+    exact_decimal,
+    not_null,
+    text,
+)
 from admin_api.schemas.customers import Currency
 
 Prefix = Annotated[str, Field(pattern=r"^[0-9]{1,20}$", description="1-20 digits")]
-Price = Annotated[Decimal, Field(ge=0, le=1_000_000, max_digits=18, decimal_places=6)]
+Price = Annotated[
+    Decimal, Field(ge=0, le=1_000_000, max_digits=18, decimal_places=6), *exact_decimal(UNSIGNED_DECIMAL, minimum=0)
+]
 Seconds = Annotated[int, Field(ge=0, le=31 * 86_400)]
 Increment = Annotated[int, Field(ge=1, le=86_400)]
 InitialIncrement = Annotated[int, Field(ge=0, le=86_400)]
-Markup = Annotated[Decimal, Field(gt=-100, le=100_000, max_digits=18, decimal_places=6)]
+Markup = Annotated[
+    Decimal, Field(gt=-100, le=100_000, max_digits=18, decimal_places=6), *exact_decimal(SIGNED_DECIMAL)
+]
 
 
 class TariffCreate(WriteModel):
@@ -40,16 +57,22 @@ class TariffUpdate(WriteModel):
     _not_null = field_validator("name", "description", "currency")(not_null)
 
 
-class TariffPublic(ReadModel):
+class TariffCustomerView(ReadModel):
+    """A tariff as a customer's token sees it: without the base tariff and markup (its reseller's
+    buy price and margin are not the customer's business)."""
+
     id: int
     reseller_id: int | None
     name: str
     description: str
     currency: str
-    base_tariff_id: int | None
-    markup_percent: MoneyOut | None
     created_at: datetime
     updated_at: datetime
+
+
+class TariffPublic(TariffCustomerView):
+    base_tariff_id: int | None = Field(default=None, description="Always empty for a customer's token")
+    markup_percent: MoneyOut | None = Field(default=None, description="Always empty for a customer's token")
 
 
 class RateCreate(WriteModel):

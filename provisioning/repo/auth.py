@@ -131,6 +131,9 @@ def create_admin_user(
     provider's token: a provider administrator when None).  The partner's first administrator is
     its chief; making another one chief hands the role over (exactly one chief, iPECS 2.7.1.2)."""
     _admins_visible(scope)
+    _check_password(password)
+    # scrypt before the transaction's first query, never while it holds locks.
+    password_hash = hash_password(password, n=password_cost)
     if scope.kind == "reseller" and reseller_id is None:
         reseller_id = scope.reseller_id
     if reseller_id is not None:
@@ -159,7 +162,7 @@ def create_admin_user(
         username=login,
         name=name.strip(),
         email=email,
-        password_hash=hash_password(password, n=password_cost),
+        password_hash=password_hash,
         is_chief=is_chief,
         status=status,
     )
@@ -175,8 +178,12 @@ def _drop_chief(session: Session, reseller_id: int | None) -> None:
 
 
 def update_admin_user(session: Session, *, scope: Scope, user_id: int, changes: Mapping[str, Any]) -> AdminUser:
-    user = get_admin_user(session, scope=scope, user_id=user_id)
     values = dict(changes)
+    if values.get("password") is not None:
+        # scrypt before the transaction's first query, never while it holds locks.
+        _check_password(values["password"])
+        values["password_hash"] = hash_password(values.pop("password"))
+    user = get_admin_user(session, scope=scope, user_id=user_id)
     for field in ADMIN_FIELDS:
         if field != "email" and field in values and values[field] is None:
             raise InvalidValue(f"{field} may not be null", field=field)
@@ -187,9 +194,8 @@ def update_admin_user(session: Session, *, scope: Scope, user_id: int, changes: 
         _check_email(values["email"])
     if "status" in values:
         require_one_of(values["status"], RESELLER_STATUSES, field="status")
-    if "password" in values:
-        _check_password(values["password"])
-        values["password_hash"] = hash_password(values.pop("password"))
+    if "password" in values:  # only a null one is left here
+        raise InvalidValue("password may not be null", field="password")
     if "is_chief" in values:
         if values["is_chief"] and not user.is_chief:
             _drop_chief(session, user.reseller_id)

@@ -123,6 +123,8 @@ UPDATABLE_FIELDS = (
     "fraud_limit_default",
     "fraud_limit_ceiling",
 )
+# What a customer's own (self-care) token may change: contact details and its web password.
+SELF_CARE_FIELDS = ("email", "address", "city", "province", "pin", "country", "phone", "mobile", "web_password")
 # Fields that can never be empty once the customer exists.
 _NOT_NULL = (
     "name",
@@ -405,8 +407,12 @@ def create_customer(
     fraud_limit_default: Decimal | None = None,
     fraud_limit_ceiling: Decimal | None = None,
     password_cost: int | None = None,
+    web_password_hash: str | None = None,
 ) -> Customer:
     """A new customer.
+
+    ``web_password_hash``: the scrypt hash of ``web_password`` made beforehand (bulk imports hash
+    every password before their transaction starts); computed here when not given.
 
     ``status`` defaults to ``active`` (not ``created``) so that a customer made through the API
     can place calls at once; an order-management system that wants the explicit Service Start
@@ -455,11 +461,15 @@ def create_customer(
     validate_fields(values)
     if web_password is not None and web_username is None:
         raise InvalidValue("a web_password needs a web_username", field="web_password")
+    # scrypt (tens of milliseconds) before the first query: never inside the write transaction.
+    if web_password_hash is None and web_password is not None:
+        web_password_hash = hash_password(web_password, n=password_cost)
     reseller = _owner_reseller(session, scope, reseller_id)
     owner_id = reseller.id if reseller is not None else None
     if tariff_id is None and reseller is not None:
         tariff_id = reseller.default_tariff_id
-    check_tariff_owned_by(session, tariff_id, owner_id, field="tariff_id")
+    currency = currency or (reseller.currency if reseller else DEFAULT_CURRENCY)
+    check_tariff_owned_by(session, tariff_id, owner_id, field="tariff_id", currency=currency)
     plan = _check_plan(session, service_plan_id)
     if plan is not None:
         if fraud_limit_default is None:
@@ -479,7 +489,7 @@ def create_customer(
         account_code=account_code,
         customer_type=customer_type,
         web_username=web_username,
-        web_password_hash=hash_password(web_password, n=password_cost) if web_password is not None else None,
+        web_password_hash=web_password_hash if web_password is not None else None,
         tariff_id=tariff_id,
         service_plan_id=service_plan_id,
         billing_type=billing_type,
@@ -519,12 +529,19 @@ def create_customer(
 
 
 def update_customer(session: Session, *, scope: Scope, customer_id: int, changes: Mapping[str, Any]) -> Customer:
-    """Apply a partial update (the keys given are the fields to change)."""
-    if scope.kind == "customer":
-        # Self-care customers must not raise their own limits or credit.
-        raise NotPermitted("customers cannot change their account settings")
-    customer = get_customer(session, scope=scope, customer_id=customer_id, for_update=True)
+    """Apply a partial update (the keys given are the fields to change).
+
+    A customer's own token may change only :data:`SELF_CARE_FIELDS` (its contact details and
+    web password); limits, credit, tariff, billing and status are its reseller's business.
+    """
     values = dict(changes)
+    if scope.kind == "customer":
+        refused = sorted(set(values) - set(SELF_CARE_FIELDS))
+        if refused:
+            raise NotPermitted(
+                f"customers cannot change {', '.join(refused)} (self-care: {', '.join(SELF_CARE_FIELDS)})",
+                field=refused[0],
+            )
     if "status" in values:
         raise InvalidValue(
             "status changes through POST /customers/{id}/activate, /stop, /resume or /close", field="status"
@@ -532,9 +549,12 @@ def update_customer(session: Session, *, scope: Scope, customer_id: int, changes
     for field in _NOT_NULL:
         if field in values and values[field] is None:
             raise InvalidValue(f"{field} may not be null", field=field)
+    validate_fields(values)
+    # scrypt takes tens of milliseconds: hash before the row lock below, never while holding it.
+    new_password_hash = hash_password(values["web_password"]) if values.get("web_password") is not None else None
+    customer = get_customer(session, scope=scope, customer_id=customer_id, for_update=True)
     if customer.status == "closed":
         raise Conflict("the customer is closed", field="status")
-    validate_fields(values)
     if "name" in values:
         values["name"] = values["name"].strip()
     if "domain" in values and customer.domain is not None and values["domain"] != customer.domain:
@@ -546,9 +566,15 @@ def update_customer(session: Session, *, scope: Scope, customer_id: int, changes
         if "tariff_id" not in values:
             # A tariff belongs to the seller: a customer moved to another reseller takes its default.
             values["tariff_id"] = moved_to.default_tariff_id if moved_to is not None else None
-    if "tariff_id" in values:
+    if "tariff_id" in values or "currency" in values:
         owner = values.get("reseller_id", customer.reseller_id)
-        check_tariff_owned_by(session, values["tariff_id"], owner, field="tariff_id")
+        check_tariff_owned_by(
+            session,
+            values.get("tariff_id", customer.tariff_id),
+            owner,
+            field="tariff_id" if "tariff_id" in values else "currency",
+            currency=values.get("currency", customer.currency),
+        )
     if "service_plan_id" in values:
         _check_plan(session, values["service_plan_id"])
     _check_fraud(
@@ -562,7 +588,7 @@ def update_customer(session: Session, *, scope: Scope, customer_id: int, changes
         else:
             if values.get("web_username", customer.web_username) is None:
                 raise InvalidValue("a web_password needs a web_username", field="web_password")
-            values["web_password_hash"] = hash_password(password)
+            values["web_password_hash"] = new_password_hash
     if values.get("web_username", customer.web_username) is None and customer.web_password_hash is not None:
         values["web_password_hash"] = None  # no login name, no login
     if apply_changes(customer, values, allowed=(*UPDATABLE_FIELDS, "web_password_hash")):

@@ -22,6 +22,7 @@ from provisioning.repo._common import (
     require_text,
 )
 from provisioning.repo.customers import get_customer
+from provisioning.repo.resellers import require_permission
 from provisioning.scope import Scope
 from provisioning.validation import CALLER_NUMBER_PATTERN, TECH_PREFIX_PATTERN, is_valid_id, normalize_ip
 
@@ -30,11 +31,13 @@ _NOT_NULL = ("ip", "tech_prefix", "status", "max_sessions", "cps", "description"
 SORTABLE = ("id", "ip", "port", "status", "created_at")
 
 
-def _writable(scope: Scope) -> None:
+def _writable(session: Session, scope: Scope) -> None:
     # An IP device is trusted by its source address alone: only the provider or a reseller may
-    # vouch for an address (a customer could otherwise claim someone else's PBX).
+    # vouch for an address (a customer could otherwise claim someone else's PBX).  A reseller
+    # needs manage_devices; checked before any id is looked up (the same 403 for every id).
     if scope.kind == "customer":
         raise NotPermitted("IP devices are managed by the reseller")
+    require_permission(session, scope, "manage_devices")
 _PATTERNS = {"tech_prefix": TECH_PREFIX_PATTERN, "caller_number": CALLER_NUMBER_PATTERN}
 
 
@@ -95,7 +98,7 @@ def create_ip_device(
     caller_number: str | None = None,
     description: str = "",
 ) -> IpDevice:
-    _writable(scope)
+    _writable(session, scope)
     customer = get_customer(session, scope=scope, customer_id=customer_id, for_update=True)
     if customer.status == "closed":
         raise Conflict("the customer is closed")
@@ -123,7 +126,7 @@ def create_ip_device(
 def update_ip_device(
     session: Session, *, scope: Scope, customer_id: int, device_id: int, changes: Mapping[str, Any]
 ) -> IpDevice:
-    _writable(scope)
+    _writable(session, scope)
     device = get_ip_device(session, scope=scope, customer_id=customer_id, device_id=device_id)
     values = dict(changes)
     require_text(values, "description", max_length=200)
@@ -145,7 +148,7 @@ def update_ip_device(
 
 
 def delete_ip_device(session: Session, *, scope: Scope, customer_id: int, device_id: int) -> None:
-    _writable(scope)
+    _writable(session, scope)
     device = get_ip_device(session, scope=scope, customer_id=customer_id, device_id=device_id)
     session.delete(device)
     flush(session)

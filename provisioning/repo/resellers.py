@@ -174,13 +174,20 @@ def _settings(values: Mapping[str, Any]) -> None:
         raise InvalidValue("currency must be an ISO 4217 code such as GBP", field="currency")
 
 
-def check_tariff_owned_by(session: Session, tariff_id: int | None, owner_id: int | None, *, field: str) -> None:
-    """A tariff reference must name a tariff owned by ``owner_id`` (None = the service provider)."""
+def check_tariff_owned_by(
+    session: Session, tariff_id: int | None, owner_id: int | None, *, field: str, currency: str | None = None
+) -> None:
+    """A tariff reference must name a tariff owned by ``owner_id`` (None = the service provider)
+    and, when ``currency`` is given, priced in that currency (the account's: no conversion)."""
     if tariff_id is None:
         return
     tariff = session.get(Tariff, tariff_id) if is_valid_id(tariff_id) else None
     if tariff is None or tariff.reseller_id != owner_id:
         raise InvalidValue(f"unknown tariff {tariff_id} (it must belong to the account's parent)", field=field)
+    if currency is not None and tariff.currency != currency:
+        raise InvalidValue(
+            f"tariff {tariff_id} is in {tariff.currency}, the account's currency is {currency}", field=field
+        )
 
 
 def create_reseller(
@@ -216,7 +223,8 @@ def create_reseller(
             raise InvalidValue(f"unknown reseller {parent_id}", field="parent_id")
     settings = {"billing_decimals": billing_decimals, "timezone": timezone, "currency": currency}
     _settings(settings)
-    check_tariff_owned_by(session, tariff_id, parent_id, field="tariff_id")
+    own_currency = currency or (parent.currency if parent else DEFAULT_CURRENCY)
+    check_tariff_owned_by(session, tariff_id, parent_id, field="tariff_id", currency=own_currency)
     reseller = Reseller(
         name=name.strip(),
         parent_id=parent_id,
@@ -269,10 +277,13 @@ def update_reseller(session: Session, *, scope: Scope, reseller_id: int, changes
     if "permissions" in values:
         values["permissions"] = _permissions(session, scope, values["permissions"])
     _settings(values)
-    if "tariff_id" in values:
-        check_tariff_owned_by(session, values["tariff_id"], reseller.parent_id, field="tariff_id")
-    if "default_tariff_id" in values:
-        check_tariff_owned_by(session, values["default_tariff_id"], reseller.id, field="default_tariff_id")
+    own_currency = values.get("currency") or reseller.currency
+    for field, owner in (("tariff_id", reseller.parent_id), ("default_tariff_id", reseller.id)):
+        if field in values or "currency" in values:
+            # A tariff is priced in the account's currency: checked when either changes.
+            check_tariff_owned_by(
+                session, values.get(field, getattr(reseller, field)), owner, field=field, currency=own_currency
+            )
     if apply_changes(reseller, values, allowed=UPDATABLE_FIELDS):
         flush(session)
         record_change(session, entity=ENTITY_RESELLER, entity_id=reseller.id)

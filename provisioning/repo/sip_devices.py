@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from provisioning.credentials import compute_ha1
-from provisioning.errors import Conflict, InvalidValue, NotFound
+from provisioning.errors import Conflict, InvalidValue, NotFound, NotPermitted
 from provisioning.models import DEVICE_STATUSES, ENTITY_SIP_DEVICE, Customer, Did, Registration, SipDevice
 from provisioning.repo._common import (
     Listing,
@@ -25,6 +25,7 @@ from provisioning.repo._common import (
     require_one_of,
 )
 from provisioning.repo.customers import get_customer
+from provisioning.repo.resellers import require_permission
 from provisioning.scope import Scope
 from provisioning.validation import (
     CALLER_NUMBER_PATTERN,
@@ -59,6 +60,26 @@ _PATTERNS = {
     "display_name": DISPLAY_NAME_PATTERN,
 }
 SORTABLE = ("id", "username", "extension", "status", "created_at")
+# What a customer's own (self-care) token may set on its devices: the secret and voicemail.
+# Caller number, limits, allowed addresses, fraud limit, status, username and extension are the
+# reseller's business (docs/api.md "Tenancy").
+SELF_CARE_FIELDS = ("password", "voicemail_enabled", "voicemail_email")
+
+
+def _check_writer(session: Session, scope: Scope, fields: Iterable[str]) -> None:
+    """Resellers need manage_devices; customers may set only :data:`SELF_CARE_FIELDS`.
+
+    Checked before any id is looked up: the same 403 for every id, so it reveals nothing.
+    """
+    if scope.kind == "reseller":
+        require_permission(session, scope, "manage_devices")
+    elif scope.kind == "customer":
+        refused = sorted(set(fields) - set(SELF_CARE_FIELDS))
+        if refused:
+            raise NotPermitted(
+                f"customers cannot set {', '.join(refused)} (self-care: {', '.join(SELF_CARE_FIELDS)})",
+                field=refused[0],
+            )
 
 
 def _check_extras(session: Session, customer: Customer, values: Mapping[str, Any]) -> None:
@@ -140,7 +161,25 @@ def create_sip_device(
     voicemail_email: str | None = None,
     fraud_limit: Decimal | None = None,
 ) -> SipDevice:
-    """A new device; only the HA1 digests of ``password`` are stored."""
+    """A new device; only the HA1 digests of ``password`` are stored.
+
+    A customer creates its own devices with the defaults for everything but the username,
+    extension, display name, secret and voicemail (the reseller's fields stay unset).
+    """
+    allowed_ips = list(allowed_ips)
+    reseller_fields = {
+        "caller_number": caller_number is not None,
+        "status": status != "active",
+        "max_sessions": max_sessions != 0,
+        "cps": cps != 0,
+        "allowed_ips": bool(allowed_ips),
+        "fraud_limit": fraud_limit is not None,
+    }
+    _check_writer(
+        session,
+        scope,
+        [*SELF_CARE_FIELDS, *(field for field, given in reseller_fields.items() if given)],
+    )
     customer = get_customer(session, scope=scope, customer_id=customer_id, for_update=True)
     if customer.status == "closed":
         raise Conflict("the customer is closed")
@@ -195,6 +234,7 @@ def update_sip_device(
 
     The HA1s hash the username too, so a username change needs the password in the same call.
     """
+    _check_writer(session, scope, changes)
     device = get_sip_device(session, scope=scope, customer_id=customer_id, device_id=device_id)
     values = dict(changes)
     for field in _NOT_NULL:
@@ -230,6 +270,7 @@ def update_sip_device(
 
 def delete_sip_device(session: Session, *, scope: Scope, customer_id: int, device_id: int) -> None:
     """Delete a device and its stored bindings (the switch drops the live ones on the change)."""
+    _check_writer(session, scope, ())
     device = get_sip_device(session, scope=scope, customer_id=customer_id, device_id=device_id)
     routed = session.scalars(
         select(Did.number).where(Did.destination_type == "sip_device", Did.destination == str(device.id))

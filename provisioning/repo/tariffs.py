@@ -192,6 +192,20 @@ def create_tariff(
     return tariff
 
 
+def _check_users_currency(session: Session, tariff: Tariff, currency: str) -> None:
+    """A tariff is priced in the currency of the accounts on it: its currency cannot move away."""
+    users = (
+        select(func.count()).where(Customer.tariff_id == tariff.id, Customer.currency != currency),
+        select(func.count()).where(
+            or_(Reseller.tariff_id == tariff.id, Reseller.default_tariff_id == tariff.id), Reseller.currency != currency
+        ),
+    )
+    if any(session.scalar(stmt) for stmt in users):
+        raise InvalidValue(
+            f"accounts in another currency than {currency} use this tariff; move them first", field="currency"
+        )
+
+
 def update_tariff(session: Session, *, scope: Scope, tariff_id: int, changes: Mapping[str, Any]) -> Tariff:
     tariff = get_tariff(session, scope=scope, tariff_id=tariff_id)
     _writable(session, scope, tariff)
@@ -205,6 +219,8 @@ def update_tariff(session: Session, *, scope: Scope, tariff_id: int, changes: Ma
         values["name"] = values["name"].strip()
     if values.get("currency") is not None and values["currency"] not in CURRENCIES:
         raise InvalidValue("currency must be an ISO 4217 code such as GBP", field="currency")
+    if values.get("currency") is not None and values["currency"] != tariff.currency:
+        _check_users_currency(session, tariff, values["currency"])
     if "base_tariff_id" in values:
         owner = session.get(Reseller, tariff.reseller_id) if tariff.reseller_id is not None else None
         _check_base(session, owner, values["base_tariff_id"], tariff.id)

@@ -58,7 +58,11 @@ def test_only_the_name_is_required_and_defaults_are_documented(client: TestClien
 
 
 def test_reseller_defaults_flow_to_its_customers(client: TestClient, tenants: Tenants) -> None:
-    tariff = client.post("/api/v1/tariffs", json={"name": "A retail"}, headers=tenants.a).json()
+    # The default tariff is priced in the reseller's (new) currency: a GBP one is refused.
+    gbp = client.post("/api/v1/tariffs", json={"name": "A retail GBP"}, headers=tenants.a).json()
+    r = client.patch(f"/api/v1/resellers/{tenants.a_id}", json={"default_tariff_id": gbp["id"], "currency": "EUR"})
+    assert r.status_code == 422 and fields(r.json()) == {"default_tariff_id"}
+    tariff = client.post("/api/v1/tariffs", json={"name": "A retail", "currency": "EUR"}, headers=tenants.a).json()
     r = client.patch(
         f"/api/v1/resellers/{tenants.a_id}",
         json={"default_tariff_id": tariff["id"], "currency": "EUR", "timezone": "Europe/Paris", "billing_decimals": 2},
