@@ -41,6 +41,7 @@ from switch.dialog.dialog import UAC, Dialog, outgoing_request
 from switch.registrar.location import Binding
 from switch.sip.errors import SipError
 from switch.sip.message import SipMessage, response_for
+from switch.sip.sdp import audio_codecs
 from switch.sip.uri import format_uri, parse_uri
 from switch.transaction.layer import ClientTransaction, ServerTransaction, new_branch
 from switch.transaction.peer import Peer
@@ -194,8 +195,8 @@ class _Pending2xx:
 class Call:
     __slots__ = (
         "_cdr_done", "_no_answer", "a_2xx", "a_dialog", "a_msg", "a_peer", "a_tag", "a_tx", "answer_mono", "answer_ms",
-        "attempt_id", "b_dialog", "callee", "caller", "core", "dialled", "end_ms", "final", "hangup_by", "legs",
-        "pending", "source_ip", "start_ms", "state", "winner",
+        "answer_sdp", "attempt_id", "b_dialog", "callee", "caller", "core", "dialled", "end_ms", "final", "hangup_by",
+        "legs", "pending", "source_ip", "start_ms", "state", "winner",
     )
 
     def __init__(self, core: SwitchCore, tx: ServerTransaction, msg: SipMessage, caller: Party, callee: Party,
@@ -218,6 +219,7 @@ class Call:
         self.attempt_id = core.new_attempt_id(self.start_ms)
         self.answer_ms: int | None = None
         self.answer_mono: float | None = None
+        self.answer_sdp = b""  # the 2xx's body, read for the CDR's codecs only when the call ends
         self.end_ms: int | None = None
         self.final: tuple[int, str] | None = None
         self.hangup_by = HANGUP_SWITCH
@@ -348,6 +350,7 @@ class Call:
         self.state = ANSWERED_STATE
         self.answer_ms = self.core.wall_ms()
         self.answer_mono = self.core.mono()
+        self.answer_sdp = msg.body
         if self._no_answer is not None:
             self._no_answer.cancel()
             self._no_answer = None
@@ -694,6 +697,9 @@ class Call:
             hangup_by=self.hangup_by,
             reseller_path=self.caller.reseller_path,
             ip_device_id=self.caller.ip_device_id,
+            # What the call was set up with: the answer's audio codecs (RFC 3264); with a late
+            # offer (an INVITE without SDP) the 2xx carries the callee's offer instead.
+            codecs=audio_codecs(self.answer_sdp) if answer is not None else "",
         )
         core.emit_cdr(record)
 

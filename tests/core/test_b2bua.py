@@ -135,6 +135,8 @@ class World:
         assert (rec.sip_code, rec.q850_cause, rec.disposition) == (sip_code, expected_q850, disposition)
         assert (rec.direction, rec.call_type, rec.source_ip, rec.hangup_by) == (
             DIRECTION_INTERNAL, CALL_TYPE_EXTENSION, CALLER_IP, hangup_by)
+        # The answer's voice codecs (SDP_B offers PCMU and telephone-event); none if unanswered.
+        assert rec.codecs == ("PCMU" if answered else "")
         return rec
 
     def mark_end(self) -> None:
