@@ -12,7 +12,13 @@ from admin_api.exports import FILE_FORMATS, FILE_RESPONSES, invoice_pdf, pdf_res
 from admin_api.listing import FormatParam, SortParam, respond
 from admin_api.routers._params import PageLimit, PageOffset
 from admin_api.schemas.common import Instant, Page
-from admin_api.schemas.invoices import InvoiceBundle, InvoiceLine, InvoicePublic, RatedCallPublic
+from admin_api.schemas.invoices import (
+    InvoiceBundle,
+    InvoiceLine,
+    InvoicePublic,
+    RatedCallCustomerView,
+    RatedCallPublic,
+)
 from admin_api.schemas.money import LedgerEntryPublic
 from provisioning import repo
 from provisioning.repo.invoices import Invoice
@@ -125,4 +131,5 @@ def list_rated_calls(
         db, scope=principal.scope, customer_id=customer_id, since=since, until=until, status=status, run_id=run_id,
         sort=sort,
     )
-    return respond(db, listing, RatedCallPublic, limit=limit, offset=offset, fmt=format, name="rated-calls")
+    public = RatedCallCustomerView if principal.scope.kind == "customer" else RatedCallPublic
+    return respond(db, listing, public, limit=limit, offset=offset, fmt=format, name="rated-calls")

@@ -82,11 +82,14 @@ def test_rated_calls_listing(client: TestClient, tenants: Tenants, migrated_db: 
         "call-0", "rated", "0.200000", True
     )
     assert "carrier_cost" not in first  # never shown: the provider's buy price
+    assert first["note"] == ""  # the billing's note can name carriers and tariffs above the customer
     run = first["run_id"]
     assert client.get(url, params={"run_id": run, "status": "rated"}, headers=tenants.a).json()["total"] == 3
     assert client.get(url, params={"since": "2026-01-01T00:01:00Z"}, headers=own).json()["total"] == 2
     csv = client.get(url, params={"format": "csv", "sort": "-t_ms"}, headers=own)
     assert csv.status_code == 200 and csv.text.splitlines()[1].startswith("call-2,")
+    assert "note" not in csv.text.splitlines()[0].split(",")
+    assert "note" in client.get(url, params={"format": "csv"}, headers=tenants.a).text.splitlines()[0].split(",")
     assert client.get(url, headers=tenants.b).status_code == 404
     # the statement shows the charge the calls made, with the billing run as its reference
     st = client.get(f"/api/v1/customers/{cid}/statement",
