@@ -18,7 +18,8 @@ nowhere), 85 % answered, exponential durations (mean 2 min), two carriers.
    before the clock starts); the delay of a CDR is from its ``emit`` to the commit of the batch
    that rated and charged it.
 3. **Re-rating a month**: ``--rerate-pg`` (1,000,000) CDRs of one month COPY'd into ``cdrs``,
-   a first ``rerate`` (rates them all: nothing rated before), a rate change, a second
+   a first ``rerate`` (rates them all: nothing rated before), a markup change of one top
+   reseller's buy tariff (+10 % -> +12 %, half the customers' amounts move), a second
    ``rerate`` (deletes and rewrites every rated row, ledger differences): CDRs/s.
 """
 
@@ -276,10 +277,10 @@ def bench_rerate(label: str, url: str, world: dict[str, object], n: int) -> None
     print(f"rerate {label}, nothing rated before: {first_run.calls:,} CDRs in {first_run.seconds:.1f} s = "
           f"{first_run.calls / first_run.seconds:,.0f} CDRs/s ({first_run.entries} ledger entries)", flush=True)
     with sf.begin() as s:
-        tariff = next(t for t in s.scalars(repo.tariffs.list_tariffs(s, scope=PROVIDER, name="wholesale").stmt))
-        rate = s.scalars(repo.tariffs.list_rates(s, scope=PROVIDER, tariff_id=tariff.id).stmt.limit(1)).one()
-        repo.tariffs.update_rate(s, scope=PROVIDER, tariff_id=tariff.id, rate_id=rate.id,
-                                 changes={"rate": rate.rate + Decimal("0.01")})
+        # A price change every call feels: the first top reseller's buy tariff goes from +10 % to
+        # +12 % over wholesale, which moves every amount of its sub-resellers' customers.
+        tariff = next(t for t in s.scalars(repo.tariffs.list_tariffs(s, scope=PROVIDER, name="top0 buys").stmt))
+        repo.tariffs.update_tariff(s, scope=PROVIDER, tariff_id=tariff.id, changes={"markup_percent": Decimal(12)})
     second = rerate(sf, since=since, until=until)
     print(f"rerate {label} after a tariff change: {second.calls:,} CDRs in {second.seconds:.1f} s = "
           f"{second.calls / second.seconds:,.0f} CDRs/s ({second.entries} ledger adjustments, "

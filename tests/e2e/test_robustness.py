@@ -223,3 +223,34 @@ def test_first_start_generates_an_admin_token_printed_once_and_stored_hashed(tmp
         sw.stop()
     # Only the token's hash is at rest.
     assert token.encode() not in (sw.workdir / "var" / "trunkline.db").read_bytes()
+
+
+def test_stopped_customer_is_refused_within_a_second_and_resumed(tmp_path: Path, ports: Callable[[], int]) -> None:
+    """Issue 4: a customer stopped through the API has its calls refused (403 "Customer account
+    stopped", tests/core checks the phrase) within one second, with a CDR; resumed, it calls again."""
+    from tests.e2e.conftest import scenario_expecting
+
+    sw = SwitchProcess(tmp_path / "stop", env={"TRUNKLINE_AUTH_ALGORITHMS": "MD5"})
+    sw.start()
+    try:
+        cust = sw.customer("Stoppable")
+        assert sw.device(cust["id"], "sa", "Stop-pass-1!", "701")
+        assert sw.device(cust["id"], "sb", "Stop-pass-2!", "702")  # never registers: 480 while active
+        time.sleep(1.0)
+
+        def call(expect: int, name: str) -> None:
+            r = run_sipp(scenario_expecting(tmp_path, expect), target=f"127.0.0.1:{sw.ports[0]}", local_port=ports(),
+                         workdir=tmp_path / name, users=[("sa", "Stop-pass-1!")], service="702", timeout=15)
+            assert r.ok, r.explain()
+
+        call(480, "active")
+        sw.api("POST", f"/api/v1/customers/{cust['id']}/stop", {"reason": "unpaid invoice"}, expect=200)
+        time.sleep(1.0)
+        call(403, "stopped")
+        rows = cdrs(sw, where="sip_code = 403")
+        assert rows[-1]["disposition"] and rows[-1]["customer_id"] == cust["id"]
+        sw.api("POST", f"/api/v1/customers/{cust['id']}/resume", {"reason": "paid"}, expect=200)
+        time.sleep(1.0)
+        call(480, "resumed")
+    finally:
+        sw.stop()
