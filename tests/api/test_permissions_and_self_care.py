@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioning import passwords
+from provisioning.models import cdrs
 from provisioning.repo import auth as auth_repo
 from provisioning.repo import customers as customers_repo
 from provisioning.tokens import create_token
@@ -184,6 +186,22 @@ def test_customers_do_not_see_the_resellers_commercial_data(
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     assert not {"carrier_cost", "carrier_id", "reseller_debit"} & set(schemas["RatedCallPublic"]["properties"])
     assert not {"markup_percent", "carrier_cost"} & set(schemas["CustomerPublic"]["properties"])
+    # CDRs: the carrier that terminated a call is the reseller's business, not the customer's.
+    with migrated_db() as s:
+        s.execute(insert(cdrs), [{
+            "call_id": "01JCUSTOMERVIEW0000000000", "sip_call_id": "cv@test", "customer_id": cid,
+            "caller_number": "1001", "dialled_number": "441234", "start_ms": 1, "end_ms": 2, "duration_ms": 1,
+            "sip_code": 200, "q850_cause": 16, "disposition": "ANSWERED", "direction": "outbound",
+            "call_type": "outbound", "source_ip": "192.0.2.1", "hangup_by": "caller",
+            "reseller_path": f"/{tenants.a_id}/", "did": "", "codecs": "PCMA", "carrier_id": 7,
+        }])
+        s.commit()
+    as_customer = client.get("/api/v1/cdrs", headers=own).json()["items"]
+    as_reseller = client.get("/api/v1/cdrs", params={"customer_id": cid}, headers=tenants.a).json()["items"]
+    assert len(as_customer) == len(as_reseller) == 1
+    assert as_customer[0]["carrier_id"] is None and as_reseller[0]["carrier_id"] == 7
+    exported = client.get("/api/v1/cdrs", params={"format": "csv"}, headers=own).text
+    assert "carrier_id" not in next(csv.reader(io.StringIO(exported)))
 
 
 def test_tariffs_and_ledger_are_in_the_accounts_currency(client: TestClient, tenants: Tenants) -> None:
