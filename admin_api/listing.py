@@ -36,17 +36,23 @@ def respond(
     offset: int,
     fmt: str,
     name: str,
+    hidden: frozenset[str] = frozenset(),
 ) -> Any:
-    """A ``Page`` of ``public`` items, or a file of every row when ``fmt`` is not json."""
+    """A ``Page`` of ``public`` items, or a file of every row when ``fmt`` is not json.
+
+    ``hidden`` fields are withheld from this caller (e.g. a customer's token does not see what
+    its reseller's business is): their default in JSON, left out of files."""
     if fmt == "json":
         page = listing.page(db, limit=limit, offset=offset)
+        blank = {field: public.model_fields[field].default for field in hidden}
+        items = [public.model_validate(item) for item in page.items]
         return Page[public](  # type: ignore[valid-type]
-            items=[public.model_validate(item) for item in page.items],
+            items=[item.model_copy(update=blank) for item in items] if blank else items,
             total=page.total,
             limit=page.limit,
             offset=page.offset,
         )
-    columns = list(public.model_fields)
+    columns = [column for column in public.model_fields if column not in hidden]
     return file_response(fmt, columns, listing.rows(db, columns, max_rows=MAX_EXPORT_ROWS), name=name)
 
 

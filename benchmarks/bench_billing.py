@@ -31,8 +31,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchmarks.delays import consume, measure_delays, stop_flag
 from benchmarks.rating.gen import country_codes, make_deck
 from cdr.schema import CDR_COLUMNS, CdrRecord, polars_schema
 from cdr.spool import SpoolWriter
@@ -194,22 +193,12 @@ def bench_throughput(label: str, url: str, world: dict[str, object], n: int, bas
 
 def sidecar_child(url: str, spool: str, log_path: str, batch_interval: float) -> None:
     """The sidecar's loop in its own process, logging "<unix time> <records committed>" per batch."""
-    stop = [False]
-    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
+    stop = stop_flag()
     sf = make_session_factory(make_engine(url))
     biller = SidecarBiller(sf).start()
     biller.cache.refresh()
     ing = CdrIngestor(sf, spool, on_batch=biller, prepare=biller.prepare, batch_interval=batch_interval)
-    with open(log_path, "w") as log:
-        log.write("ready\n")
-        log.flush()
-        while not stop[0]:
-            k = ing.step()
-            if k:
-                log.write(f"{time.time()} {ing.committed}\n")
-                log.flush()
-            if k < ing.max_batch:
-                time.sleep(batch_interval)
+    consume(ing, log_path, stop)
     biller.stop()
     engine_of(sf).dispose()
 
@@ -219,42 +208,11 @@ def bench_delay(label: str, url: str, world: dict[str, object], base: Path, rate
     tag = f"{label.split()[0].lower()}-{rate}"
     spool = base / f"delay-{tag}"
     log_path = base / f"delay-{tag}.log"
-    w = SpoolWriter(spool)
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_billing", "--sidecar-child", url, str(spool),
-                              str(log_path), str(batch_interval)])
     n = rate * seconds
     recs = records(cdr_frame(world, n, seed=rate, start_ms=FEB_2026_MS, span_ms=27 * 86_400_000))
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (log_path.exists() and log_path.read_text().startswith("ready")):
-            time.sleep(0.05)
-        emitted: list[float] = []
-        t0 = time.perf_counter()
-        for i, r in enumerate(recs):
-            pause = t0 + i / rate - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            w.emit(r)
-            emitted.append(time.time())
-        deadline = time.monotonic() + 120
-        commits: list[tuple[float, int]] = []
-        while time.monotonic() < deadline:
-            lines = log_path.read_text().splitlines()[1:]
-            commits = [(float(a), int(b)) for a, b in (line.split() for line in lines)]
-            if commits and commits[-1][1] >= n:
-                break
-            time.sleep(0.1)
-    finally:
-        child.send_signal(signal.SIGTERM)
-        child.wait(60)
-        w.close()
-    delays: list[float] = []
-    j = 0
-    for i, t in enumerate(emitted):
-        while commits[j][1] <= i:
-            j += 1
-        delays.append(commits[j][0] - t)
-    delays.sort()
+    argv = [sys.executable, "-m", "benchmarks.bench_billing", "--sidecar-child", url, str(spool), str(log_path),
+            str(batch_interval)]
+    delays, commits = measure_delays(argv, spool, log_path, recs, rate, timeout=120)
     sizes = [b - a for (_, a), (_, b) in zip([(0.0, 0), *commits[:-1]], commits, strict=True)]
     print(f"delay into {label} at {rate:,} CDRs/s for {seconds} s ({len(commits)} batches, median "
           f"{sorted(sizes)[len(sizes) // 2]} CDRs): median {delays[n // 2] * 1000:.0f} ms, "

@@ -26,14 +26,13 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.delays import consume, measure_delays, stop_flag
 from cdr.spool import SpoolWriter
 from provisioning.db import engine_of, make_engine, make_session_factory
 from provisioning.migrate import upgrade
@@ -111,20 +110,9 @@ def bench_ingest(label: str, url: str, spool_src: Path, n: int, max_batch: int) 
 
 def ingest_child(url: str, spool: str, log_path: str, batch_interval: float) -> None:
     """The sidecar's loop in its own process, logging "<unix time> <records committed>" per batch."""
-    stop = [False]
-    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
+    stop = stop_flag()
     sf = make_session_factory(make_engine(url))
-    ing = CdrIngestor(sf, spool, batch_interval=batch_interval)
-    with open(log_path, "w") as log:
-        log.write("ready\n")
-        log.flush()
-        while not stop[0]:
-            k = ing.step()
-            if k:
-                log.write(f"{time.time()} {ing.committed}\n")
-                log.flush()
-            if k < ing.max_batch:
-                time.sleep(batch_interval)
+    consume(CdrIngestor(sf, spool, batch_interval=batch_interval), log_path, stop)
     engine_of(sf).dispose()
 
 
@@ -132,42 +120,10 @@ def bench_delay(label: str, url: str, base: Path, rate: int, seconds: int, batch
     upgrade(url)
     spool = base / f"delay-{label.split()[0].lower()}"
     log_path = base / f"delay-{label.split()[0].lower()}.log"
-    w = SpoolWriter(spool)
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_spool", "--ingest-child", url, str(spool),
-                              str(log_path), str(batch_interval)])
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (log_path.exists() and log_path.read_text().startswith("ready")):
-            time.sleep(0.05)
-        n = rate * seconds
-        records = _records(n)
-        emitted: list[float] = []
-        t0 = time.perf_counter()
-        for i, r in enumerate(records):
-            delay = t0 + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            w.emit(r)
-            emitted.append(time.time())
-        deadline = time.monotonic() + 60
-        commits: list[tuple[float, int]] = []
-        while time.monotonic() < deadline:
-            lines = log_path.read_text().splitlines()[1:]
-            commits = [(float(a), int(b)) for a, b in (line.split() for line in lines)]
-            if commits and commits[-1][1] >= n:
-                break
-            time.sleep(0.1)
-    finally:
-        child.send_signal(signal.SIGTERM)
-        child.wait(30)
-        w.close()
-    delays: list[float] = []
-    j = 0
-    for i, t in enumerate(emitted):
-        while commits[j][1] <= i:
-            j += 1
-        delays.append(commits[j][0] - t)
-    delays.sort()
+    n = rate * seconds
+    argv = [sys.executable, "-m", "benchmarks.bench_spool", "--ingest-child", url, str(spool), str(log_path),
+            str(batch_interval)]
+    delays, commits = measure_delays(argv, spool, log_path, _records(n), rate, timeout=60)
     print(f"delay into {label} at {rate:,} CDRs/s for {seconds} s ({len(commits)} batches): "
           f"median {delays[n // 2] * 1000:.0f} ms, p99 {delays[int(n * 0.99)] * 1000:.0f} ms, "
           f"max {delays[-1] * 1000:.0f} ms")

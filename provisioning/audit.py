@@ -212,26 +212,18 @@ def record(
     after: dict[str, Any] | None = None,
 ) -> None:
     """An audit row for a change made without the ORM (bulk imports), in the caller's transaction."""
-    actor = actor_of(session)
-    session.execute(
-        insert(AuditEntry),
-        [
-            {
-                "at": utcnow(),
-                "actor": actor.label,
-                "actor_kind": actor.kind,
-                "actor_id": actor.id,
-                "via": actor.via,
-                "action": action,
-                "entity": entity,
-                "entity_id": entity_id,
-                "tenant_path": tenant_path,
-                "customer_id": customer_id,
-                "before": before,
-                "after": after,
-            }
-        ],
-    )
+    row = _row(actor_of(session), utcnow(), action, entity, entity_id, tenant_path, customer_id, before, after)
+    session.execute(insert(AuditEntry), [row])
+
+
+def _row(actor: Actor, at: datetime, action: str, entity: str, entity_id: int | None, tenant_path: str,
+         customer_id: int | None, before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """One ``audit_log`` row's values."""
+    return {
+        "at": at, "actor": actor.label, "actor_kind": actor.kind, "actor_id": actor.id, "via": actor.via,
+        "action": action, "entity": entity, "entity_id": entity_id, "tenant_path": tenant_path,
+        "customer_id": customer_id, "before": before, "after": after,
+    }
 
 
 _PENDING = "trunkline.audit_pending"
@@ -269,20 +261,7 @@ def _audit_flush(session: Session, _context: UOWTransaction) -> None:
                     if not after:
                         continue
                 tenant_path, customer_id = tenancy_of(session, obj)
-                row = {
-                    "at": now,
-                    "actor": actor.label,
-                    "actor_kind": actor.kind,
-                    "actor_id": actor.id,
-                    "via": actor.via,
-                    "action": action,
-                    "entity": entity,
-                    "entity_id": entity_id,
-                    "tenant_path": tenant_path,
-                    "customer_id": customer_id,
-                    "before": before,
-                    "after": after,
-                }
+                row = _row(actor, now, action, entity, entity_id, tenant_path, customer_id, before, after)
                 key: tuple[Any, ...] = (
                     (action, entity, entity_id) if action == "create" else (action, entity, entity_id, len(pending))
                 )

@@ -416,8 +416,9 @@ def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
 # running
 
 
-class _Progress:
-    """A one-line progress bar on a terminal; nothing at all otherwise."""
+class Progress:
+    """A one-line progress bar on a terminal, redrawn at most ten times a second (and always at
+    the end of a stage); nothing at all without a stream.  Also drawn by `trunkline rerate`."""
 
     def __init__(self, stream: TextIO | None):
         self.stream = stream
@@ -428,7 +429,7 @@ class _Progress:
         if self.stream is None:
             return
         now = time.monotonic()
-        if not force and stage == self.stage and now - self.last < 0.1:
+        if not force and stage == self.stage and now - self.last < 0.1 and done < total:
             return
         self.stage, self.last = stage, now
         if total:
@@ -461,7 +462,7 @@ def run(
     """
     started = time.perf_counter()
     show = sys.stderr.isatty() if progress is None else progress
-    bar = _Progress(sys.stderr if show else None)
+    bar = Progress(sys.stderr if show else None)
     try:
         bar("reading tariffs and accounts", force=True)
         book = read_book(input_dir)

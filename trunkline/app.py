@@ -53,6 +53,9 @@ class SwitchCollector(Collector):
         core = sw.core
         yield GaugeMetricFamily("trunkline_registrations", "Current registered contacts (bindings)",
                                 value=sw.registrar.count)
+        # How far behind the database the switch's directory is: compare with max(changes.id).
+        yield GaugeMetricFamily("trunkline_provisioning_change", "The last provisioning change (changes.id) "
+                                "the switch's directory reflects", value=sw.watcher.snapshot.change_id)
         yield GaugeMetricFamily("trunkline_active_calls", "Calls answered and not yet ended",
                                 value=core.active_calls)
         yield GaugeMetricFamily("trunkline_calls_in_progress", "Call attempts being set up or up",

@@ -12,42 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from datetime import datetime
-from typing import TextIO
+
+from rating.batch import Progress
 
 log = logging.getLogger("trunkline.rerate")
-
-
-class ProgressBar:
-    """One line on a terminal, redrawn at most ten times a second; nothing without a stream."""
-
-    def __init__(self, stream: TextIO | None, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self._last = 0.0
-        self._stage = ""
-
-    def __call__(self, stage: str, done: int = 0, total: int = 0) -> None:
-        if self.stream is None:
-            return
-        now = time.monotonic()
-        if stage == self._stage and now - self._last < 0.1 and done < total:
-            return
-        self._stage, self._last = stage, now
-        if total > 0:
-            filled = self.width * min(done, total) // total
-            line = f"\r[{'=' * filled}{' ' * (self.width - filled)}] {100 * done // total:3d}% {stage} " \
-                   f"{done:,}/{total:,}"
-        else:
-            line = f"\r{stage}..."
-        self.stream.write(line.ljust(79)[:79])
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.write("\r" + " " * 79 + "\r")
-            self.stream.flush()
 
 
 def _instant(text: str) -> datetime:
@@ -97,7 +66,7 @@ def main(argv: list[str]) -> int:
     from provisioning.errors import InvalidValue, NotFound
 
     show = sys.stderr.isatty() if args.progress is None else args.progress
-    bar = ProgressBar(sys.stderr if show else None)
+    bar = Progress(sys.stderr if show else None)
     factory = session_factory_from_url(settings.database_url)
     try:
         result = rerate(factory, since=args.since, until=args.until, customer_id=args.customer, progress=bar,

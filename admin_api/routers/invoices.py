@@ -16,7 +16,6 @@ from admin_api.schemas.invoices import (
     InvoiceBundle,
     InvoiceLine,
     InvoicePublic,
-    RatedCallCustomerView,
     RatedCallPublic,
 )
 from admin_api.schemas.money import LedgerEntryPublic
@@ -131,5 +130,7 @@ def list_rated_calls(
         db, scope=principal.scope, customer_id=customer_id, since=since, until=until, status=status, run_id=run_id,
         sort=sort,
     )
-    public = RatedCallCustomerView if principal.scope.kind == "customer" else RatedCallPublic
-    return respond(db, listing, public, limit=limit, offset=offset, fmt=format, name="rated-calls")
+    # The billing's note can name carriers and tariffs of the levels above the customer.
+    hidden = frozenset({"note"}) if principal.scope.kind == "customer" else frozenset()
+    return respond(db, listing, RatedCallPublic, limit=limit, offset=offset, fmt=format, name="rated-calls",
+                   hidden=hidden)

@@ -10,7 +10,7 @@ from admin_api.deps import CurrentPrincipal, DbSession
 from admin_api.exports import FILE_RESPONSES
 from admin_api.listing import FormatParam, SortParam, respond
 from admin_api.routers._params import PageLimit, PageOffset, text_filter
-from admin_api.schemas.auth import AuditEntryPublic, CdrCustomerView, CdrPublic, LoginEventPublic
+from admin_api.schemas.auth import AuditEntryPublic, CdrPublic, LoginEventPublic
 from admin_api.schemas.common import Instant, Page
 from provisioning import repo
 
@@ -111,5 +111,6 @@ def list_cdrs(
         sip_call_id=sip_call_id,
         sort=sort,
     )
-    public = CdrCustomerView if principal.scope.kind == "customer" else CdrPublic
-    return respond(db, listing, public, limit=limit, offset=offset, fmt=format, name="cdrs")
+    # Which carrier terminated a call is the reseller's business, not its customer's.
+    hidden = frozenset({"carrier_id"}) if principal.scope.kind == "customer" else frozenset()
+    return respond(db, listing, CdrPublic, limit=limit, offset=offset, fmt=format, name="cdrs", hidden=hidden)

@@ -85,34 +85,6 @@ class LoginEventPublic(ReadModel):
     detail: str
 
 
-class CdrCustomerView(ReadModel):
-    """A CDR as the customer's own token sees it: without the carrier that terminated the call,
-    which is its reseller's commercial business (docs/api.md)."""
-
-    id: int
-    call_id: str  # the switch's id of the attempt (a ULID), unique
-    sip_call_id: str  # the caller's SIP Call-ID, as received: may repeat
-    customer_id: int | None
-    caller_device_id: int | None
-    callee_device_id: int | None
-    ip_device_id: int | None
-    caller_number: str
-    dialled_number: str
-    did: str
-    start_ms: int
-    answer_ms: int | None
-    end_ms: int
-    duration_ms: int
-    sip_code: int
-    q850_cause: int
-    disposition: str
-    direction: str
-    call_type: str
-    source_ip: str
-    hangup_by: str
-    codecs: str
-
-
 class CdrPublic(ReadModel):
     id: int
     call_id: str  # the switch's id of the attempt (a ULID), unique

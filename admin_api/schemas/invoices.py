@@ -55,25 +55,6 @@ class InvoicePublic(ReadModel):
     uncharged_calls: int = Field(description="Calls of the period not charged: free, unanswered, unrated, DEMO")
 
 
-class RatedCallCustomerView(ReadModel):
-    """A rated call as the customer's own token sees it: without the billing's note, which can
-    name carriers and tariffs of the levels above it."""
-
-    call_id: str
-    t_ms: int = Field(description="The instant rating used (answer time, else start), epoch ms UTC")
-    status: str = Field(description="rated, unanswered, no_rate, internal, inbound or unbillable")
-    prefix: str | None
-    destination: str | None
-    billed_seconds: int | None
-    bundle_seconds: int | None
-    bundle_id: int | None
-    bundle_month: int | None = Field(description="yyyymm in the customer's time zone")
-    debit: MoneyOut | None = Field(description="What the call cost the customer")
-    charged: bool = Field(description="Whether the debit is in the customer's ledger")
-    run_id: int = Field(description="The billing run that rated it (a sidecar batch or a re-rating)")
-    rated_at: datetime
-
-
 class RatedCallPublic(ReadModel):
     call_id: str
     t_ms: int = Field(description="The instant rating used (answer time, else start), epoch ms UTC")

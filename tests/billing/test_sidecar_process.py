@@ -27,6 +27,7 @@ from provisioning.db import engine_of
 from provisioning.models import billing_runs, cdrs, rated_calls
 from tests.billing.helpers import SF, balance, check_books_balance
 from tests.billing.world import T0, World, build_world, call
+from tests.waiting import wait_for
 
 RATE = 250  # CDRs per second written
 SECONDS = 3
@@ -84,9 +85,7 @@ def _rated_count(sf: SF) -> int:
 
 
 def _wait_rated(sf: SF, n: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _rated_count(sf) < n and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: _rated_count(sf) >= n, timeout, 0.05)
     assert _rated_count(sf) == n
 
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from provisioning.db import engine_of, make_engine, make_session_factory
 from provisioning.migrate import upgrade
 from provisioning.models import cdrs
 from tests.cdr.records import cdr
+from tests.waiting import wait_for
 from trunkline.billing import CdrIngestor, records_frame, run_billing
 from trunkline.config import load_settings
 
@@ -239,10 +240,8 @@ def test_run_stores_within_a_second_and_drains_on_stop(migrated_db: SF, tmp_path
     t.start()
     try:
         w.emit(cdr(1))
-        t0 = time.monotonic()
-        while count(migrated_db) < 1 and time.monotonic() - t0 < 5:
-            time.sleep(0.01)
-        assert count(migrated_db) == 1 and time.monotonic() - t0 < 1.0
+        took = wait_for(lambda: count(migrated_db) >= 1, 5)
+        assert count(migrated_db) == 1 and took is not None and took < 1.0
         for i in range(2, 200):
             w.emit(cdr(i))
     finally:
@@ -252,7 +251,9 @@ def test_run_stores_within_a_second_and_drains_on_stop(migrated_db: SF, tmp_path
     w.close()
 
 
-def test_run_billing_takes_the_consumer_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_billing_takes_the_consumer_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="trunkline.billing")
     monkeypatch.setenv("TRUNKLINE_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("TRUNKLINE_BILLING_BATCH_INTERVAL", "0.05")
     settings = load_settings()
@@ -263,20 +264,16 @@ def test_run_billing_takes_the_consumer_lock(tmp_path: Path, monkeypatch: pytest
     first = threading.Thread(target=run_billing, args=(settings,), kwargs={"stop": stop1})
     first.start()
     sf = make_session_factory(make_engine(settings.database_url))
-    deadline = time.monotonic() + 10
-    while count(sf) < 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: count(sf) >= 1, 10)
     assert count(sf) == 1
     # A second consumer (e.g. a standalone `trunkline billing` next to `trunkline run`) waits.
     second = threading.Thread(target=run_billing, args=(settings,), kwargs={"stop": stop2})
     second.start()
-    time.sleep(0.3)
+    wait_for(lambda: "another billing sidecar consumes" in caplog.text, 10)  # it is waiting for the lock
     stop1.set()
     first.join(10)
     w.emit(cdr(2))
-    deadline = time.monotonic() + 10
-    while count(sf) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: count(sf) >= 2, 10)
     assert count(sf) == 2  # the second took over once the first let go
     stop2.set()
     second.join(10)

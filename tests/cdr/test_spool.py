@@ -40,6 +40,7 @@ from cdr.spool import (
     segment_name,
 )
 from tests.cdr.records import cdr
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,9 +111,7 @@ def test_reader_sees_records_before_any_fsync_and_waits_at_the_tail(tmp_path: Pa
 
 def test_fsync_batches_and_synchronous_mode(tmp_path: Path) -> None:
     w = write(tmp_path / "a", [cdr(i) for i in range(50)], fsync_interval=0.01)
-    deadline = time.monotonic() + 5
-    while w.synced < 50 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: w.synced >= 50, 5)
     assert w.synced == w.emitted == 50
     w.close()
     w0 = SpoolWriter(tmp_path / "b", fsync_interval=0)  # durable when emit returns

@@ -61,7 +61,7 @@ class DeviceFactory:
             user, pw, ext = f"user{n}", f"Pw-{n}-secret!", str(2000 + n)
             self.switch.device(self.customer_id, user, pw, ext, caller_number=f"44207000{n:04d}")
             made.append((user, pw, ext))
-        time.sleep(1.0)  # the bound: a new device can register within one second
+        self.switch.wait_provisioned()  # the bound: a new device can register within one second
         return made
 
     serial = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import socket
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy
+
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,6 +117,27 @@ class SwitchProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             return proc.wait(5)
+
+    def provisioned(self) -> int:
+        """The last provisioning change the running switch's directory reflects (its metric)."""
+        text = httpx.get(f"{self.base_url}/metrics", timeout=2.0).text
+        match = re.search(r"^trunkline_provisioning_change (\S+)$", text, re.MULTILINE)
+        assert match, "no trunkline_provisioning_change metric"
+        return int(float(match.group(1)))
+
+    def wait_provisioned(self, timeout: float = 1.0) -> float:
+        """Wait until the switch reflects every provisioning change written so far (the promise:
+        within one second of the API call); the seconds it took."""
+        url = self.db_url or f"sqlite:///{self.workdir / 'var' / 'trunkline.db'}"
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                written = int(conn.execute(sqlalchemy.text("SELECT coalesce(max(id), 0) FROM changes")).scalar_one())
+        finally:
+            engine.dispose()
+        took = wait_for(lambda: self.provisioned() >= written, timeout)
+        assert took is not None, f"change {written} not reflected by the switch within {timeout} s"
+        return took
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -26,6 +26,7 @@ from cdr.spool import ARCHIVE_DIR, REJECTED_FILE, SpoolReader, SpoolWriter
 from tests.cdr.records import cdr
 from tests.e2e.sipp import SCENARIOS, SIPP
 from tests.e2e.switchproc import SwitchProcess, free_port
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.sipp
 
@@ -42,19 +43,19 @@ def _alive(pid: int) -> bool:
 
 def _sidecar(sw: SwitchProcess, *, exclude: set[int] | None = None, timeout: float = 30.0) -> int:
     """The pid of the switch's (new) billing sidecar, waiting for it to be started."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = [p for p in sw.children("billing") if p not in (exclude or set())]
-        if pids:
-            return pids[0]
-        time.sleep(0.05)
+    pids: list[int] = []
+
+    def started() -> bool:
+        pids[:] = [p for p in sw.children("billing") if p not in (exclude or set())]
+        return bool(pids)
+
+    if wait_for(started, timeout, 0.05) is not None:
+        return pids[0]
     raise AssertionError(f"no billing sidecar under the switch after {timeout}s:\n{sw.log()}")
 
 
 def _wait_log(sw: SwitchProcess, text: str, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while sw.log().count(text) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: sw.log().count(text) >= count, timeout, 0.1)
     assert sw.log().count(text) >= count, sw.log()
 
 
@@ -104,9 +105,7 @@ def test_standalone_billing_ingests_and_stops_cleanly(tmp_path: Path, sig: signa
         proc = subprocess.Popen([sys.executable, "-m", "trunkline", "billing"], env=env, cwd=tmp_path,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(_rows(var / "trunkline.db")) < 10:
-            time.sleep(0.1)
+        wait_for(lambda: len(_rows(var / "trunkline.db")) >= 10, 30, 0.1)
         assert len(_rows(var / "trunkline.db")) == 10
         proc.send_signal(sig)
         assert proc.wait(15) == 0, log.read_text()
@@ -182,10 +181,8 @@ def test_every_completed_call_has_exactly_one_cdr_across_sigkills(tmp_path: Path
         completed = [line.strip() for line in logged.read_text().splitlines() if line.strip()]
         assert len(completed) >= 1000, (len(completed), timeline)
         db = work / "var" / "trunkline.db"
-        deadline = time.monotonic() + 30
         want = set(completed)
-        while time.monotonic() < deadline and not want <= {r[0] for r in _rows(db)}:
-            time.sleep(0.2)
+        wait_for(lambda: want <= {r[0] for r in _rows(db)}, 30, 0.2)
         note("ingested")
     finally:
         for p in (uac, uas):

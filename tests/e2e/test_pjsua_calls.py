@@ -7,7 +7,6 @@ tests also prove RFC 8760 SHA-256 digests against a real client.
 from __future__ import annotations
 
 import importlib.util
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ def people(phone_switch: SwitchProcess) -> dict[str, dict[str, Any]]:
         pw = f"Phone-{name}-{i}!x"
         dev = phone_switch.device(cust["id"], name, pw, str(301 + i), caller_number=f"3312345{i:04d}")
         out[name] = {**dev, "password": pw}
-    time.sleep(1.0)
+    phone_switch.wait_provisioned()
     return out
 
 

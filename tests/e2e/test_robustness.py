@@ -113,7 +113,7 @@ def test_brute_force_is_slowed_then_blocked(tmp_path: Path, ports: Callable[[], 
     try:
         cust = sw.customer("Victim")
         sw.device(cust["id"], "victim", "Right-pass-1!")
-        time.sleep(1.0)
+        sw.wait_provisioned()
         times = []
         for i in range(4):
             t = time.monotonic()
@@ -147,7 +147,7 @@ def test_registrations_survive_a_restart(tmp_path: Path, ports: Callable[[], int
         cust = sw.customer("Persistent")
         sw.device(cust["id"], "pa", "Persist-pass-1!", "501")
         sw.device(cust["id"], "pb", "Persist-pass-2!", "502")
-        time.sleep(1.0)
+        sw.wait_provisioned()
         callee_port = ports()
         r = run_sipp("register_auth.xml", target=f"127.0.0.1:{sw.ports[0]}", local_port=callee_port,
                      workdir=tmp_path / "reg", users=[("pb", "Persist-pass-2!")], timeout=15)
@@ -179,13 +179,13 @@ def test_deleted_device_loses_its_registration_within_a_second(tmp_path: Path, p
         caller = sw.device(cust["id"], "ca", "Churn-pass-1!", "601")
         callee = sw.device(cust["id"], "cb", "Churn-pass-2!", "602")
         assert caller and callee
-        time.sleep(1.0)
+        sw.wait_provisioned()
         r = run_sipp("register_auth.xml", target=f"127.0.0.1:{sw.ports[0]}", local_port=ports(),
                      workdir=tmp_path / "reg", users=[("cb", "Churn-pass-2!")], timeout=15)
         assert r.ok
         sw.api("PATCH", f"/api/v1/customers/{cust['id']}/sip-devices/{callee['id']}", {"status": "inactive"},
                expect=200)
-        time.sleep(1.0)
+        sw.wait_provisioned()
         # The callee is now unknown to routing: 404, not a ring to a stale binding.
         from tests.e2e.conftest import scenario_expecting
 
@@ -236,7 +236,7 @@ def test_stopped_customer_is_refused_within_a_second_and_resumed(tmp_path: Path,
         cust = sw.customer("Stoppable")
         assert sw.device(cust["id"], "sa", "Stop-pass-1!", "701")
         assert sw.device(cust["id"], "sb", "Stop-pass-2!", "702")  # never registers: 480 while active
-        time.sleep(1.0)
+        sw.wait_provisioned()
 
         def call(expect: int, name: str) -> None:
             r = run_sipp(scenario_expecting(tmp_path, expect), target=f"127.0.0.1:{sw.ports[0]}", local_port=ports(),
@@ -245,12 +245,12 @@ def test_stopped_customer_is_refused_within_a_second_and_resumed(tmp_path: Path,
 
         call(480, "active")
         sw.api("POST", f"/api/v1/customers/{cust['id']}/stop", {"reason": "unpaid invoice"}, expect=200)
-        time.sleep(1.0)
+        sw.wait_provisioned()
         call(403, "stopped")
         rows = cdrs(sw, where="sip_code = 403")
         assert rows[-1]["disposition"] and rows[-1]["customer_id"] == cust["id"]
         sw.api("POST", f"/api/v1/customers/{cust['id']}/resume", {"reason": "paid"}, expect=200)
-        time.sleep(1.0)
+        sw.wait_provisioned()
         call(480, "resumed")
     finally:
         sw.stop()

@@ -3,7 +3,6 @@ login lockout, the snapshot's new tables, resellers."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +18,7 @@ from provisioning.models import AuditEntry, Customer, LoginEvent, Rate
 from provisioning.scope import PROVIDER, Scope
 from provisioning.snapshot import SnapshotWatcher
 from rating.deck import deck_from_rows, derive_deck
+from tests.waiting import wait_for
 
 SF = sessionmaker[Session]
 
@@ -29,12 +29,8 @@ def _cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = 1.0) -> None:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"not true within {timeout} s")
+    if wait_for(predicate, timeout) is None:
+        raise AssertionError(f"not true within {timeout} s")
 
 
 def test_audit_rows_follow_the_transaction_and_mask_secrets(migrated_db: SF) -> None:

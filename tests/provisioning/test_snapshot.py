@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -13,18 +12,17 @@ from provisioning import repo
 from provisioning.scope import PROVIDER
 from provisioning.snapshot import Snapshot, SnapshotWatcher, load_snapshot
 from switch.ports import Directory
+from tests.waiting import wait_for
 
 SF = sessionmaker[Session]
 DEADLINE = 1.0  # the promise: API writes reach the switch within one second
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = DEADLINE) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.01)
-    raise AssertionError(f"not true within {timeout} s")
+    took = wait_for(predicate, timeout)
+    if took is None:
+        raise AssertionError(f"not true within {timeout} s")
+    return took
 
 
 @pytest.fixture
